@@ -1,0 +1,281 @@
+//! `Application`: builds everything from settings and runs until told to stop.
+//! `main` and the integration tests start the service the same way.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
+
+use crate::{
+    cache::{LocalCache, RedisCache, RedisSettings, SessionCache},
+    config::{AuthModeName, Settings},
+    domain::JsonLimits,
+    grpc::{
+        SessionApi,
+        auth::{AuthMode, Authenticator},
+        health,
+    },
+    pb::{self, session_service_server::SessionServiceServer},
+    service::{ServiceSettings, Sessions},
+    store::{Store, StoreError, StoreSettings},
+    telemetry::{Metrics, serve_metrics},
+};
+
+/// Why the service could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "refusing to serve without verified identity on non-loopback address {0}: set auth.mode, or pass --insecure-allow-no-auth"
+    )]
+    InsecureExposure(SocketAddr),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A built, bound, not yet serving service.
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    health_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    sessions: Sessions,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+fn store_settings(s: &Settings) -> StoreSettings {
+    StoreSettings {
+        url: s.database.url.clone(),
+        max_connections: s.database.max_connections,
+        acquire_timeout: Duration::from_millis(s.database.acquire_timeout_ms),
+        max_events_per_session: s.database.max_events_per_session,
+    }
+}
+
+fn service_settings(s: &Settings) -> ServiceSettings {
+    let r = &s.sessions;
+    ServiceSettings {
+        json_limits: JsonLimits {
+            max_bytes: r.max_json_bytes,
+            max_depth: r.max_json_depth,
+        },
+        request_id_ttl: Duration::from_secs(r.request_id_ttl_secs),
+        watch_poll_interval: Duration::from_millis(r.watch_poll_interval_ms),
+        renormalize_batch: r.renormalize_batch,
+        renormalize_sweep: Duration::from_secs(r.renormalize_sweep_secs),
+    }
+}
+
+async fn cache(s: &Settings, metrics: &Arc<Metrics>) -> Result<Arc<dyn SessionCache>, StartupError> {
+    let r = &s.redis;
+    let ttl = Duration::from_secs(r.ttl_secs);
+    let tombstone_ttl = Duration::from_secs(r.tombstone_ttl_secs);
+    Ok(match &r.url {
+        Some(url) => {
+            let settings = RedisSettings {
+                url: url.clone(),
+                key_prefix: r.key_prefix.clone(),
+                pool_size: r.pool_size,
+                command_timeout: Duration::from_millis(r.command_timeout_ms),
+                ttl,
+                tombstone_ttl,
+            };
+            Arc::new(RedisCache::start(&settings, metrics.clone()).await?)
+        }
+        None => Arc::new(LocalCache::new(
+            r.local_capacity,
+            ttl,
+            tombstone_ttl,
+            metrics.clone(),
+        )),
+    })
+}
+
+impl Application {
+    /// Connects, migrates (unless disabled) and binds the listeners.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listen = settings.server.listen;
+        let exposed = !listen.ip().is_loopback();
+        if settings.auth.mode == AuthModeName::None && exposed {
+            if !settings.server.insecure_allow_no_auth {
+                return Err(StartupError::InsecureExposure(listen));
+            }
+            tracing::warn!(%listen, "serving WITHOUT verified identity (--insecure-allow-no-auth): x-user-id is trusted as sent");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::connect(&store_settings(&settings)).await?;
+        if settings.database.migrate_on_start {
+            store.migrate_up(None).await?;
+        }
+        let cache = cache(&settings, &metrics).await?;
+        let shutdown = CancellationToken::new();
+        let sessions = Sessions::new(
+            store,
+            cache,
+            metrics.clone(),
+            service_settings(&settings),
+            shutdown.clone(),
+        );
+        let listener = bind(listen).await?;
+        let health_listener = match settings.server.health_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            settings,
+            listener,
+            health_listener,
+            metrics_listener,
+            sessions,
+            metrics,
+            shutdown,
+        })
+    }
+
+    /// The bound gRPC address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, reports NOT_SERVING,
+    /// ends watch streams, and waits up to `shutdown_grace_secs` for in-flight requests.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            settings,
+            listener,
+            health_listener,
+            metrics_listener,
+            sessions,
+            metrics,
+            shutdown,
+        } = self;
+        let store = sessions.store().clone();
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        health::set(&reporter, true).await;
+        sessions.spawn_background();
+        let probe_every = Duration::from_millis(settings.database.health_probe_interval_ms.max(100));
+        tokio::spawn(health::probe_forever(
+            store.clone(),
+            reporter.clone(),
+            probe_every,
+            shutdown.clone(),
+        ));
+        if let Some(listener) = metrics_listener {
+            let stop = shutdown.clone().cancelled_owned();
+            tokio::spawn(serve_metrics(listener, metrics.clone(), store.clone(), stop));
+        }
+        if let Some(listener) = health_listener {
+            let stop = shutdown.clone().cancelled_owned();
+            let router = Server::builder().add_service(health_service.clone());
+            tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop));
+        }
+
+        let server = &settings.server;
+        let auth = Authenticator::new(AuthMode::None, settings.auth.admin_scope.clone());
+        let api = SessionServiceServer::new(SessionApi::new(sessions))
+            .max_decoding_message_size(server.max_message_bytes)
+            .max_encoding_message_size(server.max_message_bytes.max(4 * 1024 * 1024));
+        let (v1, v1alpha) = reflection(server.reflection)?;
+        let router = Server::builder()
+            .timeout(settings.request_timeout())
+            .http2_keepalive_interval(Some(Duration::from_secs(server.http2_keepalive_interval_secs)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(server.http2_keepalive_timeout_secs)))
+            .add_service(health_service)
+            .add_optional_service(v1)
+            .add_optional_service(v1alpha)
+            .add_service(InterceptedService::new(api, auth));
+
+        let stopping = shutdown.clone();
+        let stop = async move {
+            signal.await;
+            tracing::info!("stopping: draining in-flight requests");
+            health::set(&reporter, false).await;
+            stopping.cancel();
+        };
+        let grace = Duration::from_secs(server.shutdown_grace_secs);
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tracing::info!(listen = %listener.local_addr().map_err(|e| StartupError::Other(e.to_string()))?, "serving");
+        tokio::select! {
+            served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop) => served?,
+            _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+type Reflection<T> = Option<T>;
+
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), describing our
+/// contract, the standard error details, and health.
+#[allow(clippy::type_complexity)]
+fn reflection(
+    enabled: bool,
+) -> Result<
+    (
+        Reflection<
+            tonic_reflection::server::v1::ServerReflectionServer<
+                impl tonic_reflection::server::v1::ServerReflection,
+            >,
+        >,
+        Reflection<
+            tonic_reflection::server::v1alpha::ServerReflectionServer<
+                impl tonic_reflection::server::v1alpha::ServerReflection,
+            >,
+        >,
+    ),
+    StartupError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    if !enabled {
+        return Ok((None, None));
+    }
+    Ok((Some(builder().build_v1()?), Some(builder().build_v1alpha()?)))
+}

@@ -1,0 +1,178 @@
+//! The embedded default: an in-process LRU cache and in-process notices.
+
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use lru::LruCache;
+
+use super::{Hub, Lookup, Notice, SessionCache, Subscription};
+use crate::{domain::Session, telemetry::Metrics};
+
+#[derive(Clone)]
+enum Slot {
+    Live(Arc<Session>),
+    Tombstone,
+}
+
+struct Entry {
+    slot: Slot,
+    expires: Instant,
+}
+
+/// Sessions of this process, bounded in number and age.
+pub struct LocalCache {
+    entries: Mutex<LruCache<i64, Entry>>,
+    ttl: Duration,
+    tombstone_ttl: Duration,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+}
+
+impl LocalCache {
+    pub fn new(capacity: usize, ttl: Duration, tombstone_ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        let capacity = NonZeroUsize::new(capacity.max(1)).expect("max(1) is non-zero");
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+            ttl,
+            tombstone_ttl,
+            hub: Hub::default(),
+            metrics,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionCache for LocalCache {
+    async fn get(&self, id: i64) -> Lookup {
+        let lookup = self.lookup(id);
+        let outcome = if lookup == Lookup::Miss { "miss" } else { "hit" };
+        self.metrics.cache_outcome(outcome);
+        lookup
+    }
+
+    async fn fill(&self, session: &Session) {
+        self.put_if_newer(session);
+    }
+
+    async fn tombstone(&self, id: i64) {
+        let entry = Entry {
+            slot: Slot::Tombstone,
+            expires: Instant::now() + self.tombstone_ttl,
+        };
+        self.entries.lock().expect("cache lock").put(id, entry);
+    }
+
+    async fn publish(&self, notice: Notice) {
+        self.hub.notify(notice);
+    }
+
+    fn subscribe(&self, id: i64) -> Subscription {
+        self.hub.subscribe(id)
+    }
+
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+impl LocalCache {
+    fn lookup(&self, id: i64) -> Lookup {
+        let mut entries = self.entries.lock().expect("cache lock");
+        match entries.get(&id) {
+            Some(e) if e.expires > Instant::now() => match &e.slot {
+                Slot::Live(s) => Lookup::Hit(s.clone()),
+                Slot::Tombstone => Lookup::Deleted,
+            },
+            Some(_) => {
+                entries.pop(&id);
+                Lookup::Miss
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    fn put_if_newer(&self, session: &Session) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("cache lock");
+        let keep = match entries.peek(&session.id) {
+            Some(e) if e.expires > now => match &e.slot {
+                Slot::Tombstone => true,
+                Slot::Live(held) => held.version >= session.version,
+            },
+            _ => false,
+        };
+        if !keep {
+            let slot = Slot::Live(Arc::new(session.clone()));
+            entries.put(
+                session.id,
+                Entry {
+                    slot,
+                    expires: now + self.ttl,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(version: i64) -> Session {
+        let now = chrono::Utc::now();
+        Session {
+            id: 1,
+            user_id: 1,
+            scene_id: 1,
+            current_node_id: 1,
+            world_id: None,
+            flags: Default::default(),
+            relationships: Default::default(),
+            world_time: 0.0,
+            version,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn cache(ttl_ms: u64) -> LocalCache {
+        LocalCache::new(
+            10,
+            Duration::from_millis(ttl_ms),
+            Duration::from_millis(ttl_ms),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_older_fill_never_replaces_a_newer_version() {
+        let c = cache(60_000);
+        c.fill(&session(6)).await;
+        c.fill(&session(5)).await;
+        assert!(matches!(c.get(1).await, Lookup::Hit(s) if s.version == 6));
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_blocks_fills_until_it_expires() {
+        let c = cache(50);
+        c.fill(&session(2)).await;
+        c.tombstone(1).await;
+        c.fill(&session(2)).await;
+        assert_eq!(c.get(1).await, Lookup::Deleted);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(c.get(1).await, Lookup::Miss);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_the_ttl() {
+        let c = cache(30);
+        c.fill(&session(1)).await;
+        assert!(matches!(c.get(1).await, Lookup::Hit(_)));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(c.get(1).await, Lookup::Miss);
+    }
+}

@@ -1,0 +1,52 @@
+//! The read cache and live-update fan-out: the only code that knows Redis.
+//!
+//! Redis is an accelerator, never a dependency: every method here swallows (logs and
+//! counts) its failures, and callers fall back to the database.
+
+mod hub;
+mod local;
+mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use hub::{Hub, Notice, Subscription};
+pub use local::LocalCache;
+pub use redis::{RedisCache, RedisSettings};
+
+use crate::domain::Session;
+
+/// What the cache knows about a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Hit(Arc<Session>),
+    /// Deleted recently (a tombstone): no need to ask the database.
+    Deleted,
+    /// Not cached, or the cache could not answer in time.
+    Miss,
+}
+
+/// A version-guarded session cache plus cross-replica update notices.
+#[async_trait]
+pub trait SessionCache: Send + Sync + 'static {
+    /// Looks a session up; never fails (a cache error is a miss, counted as a bypass).
+    async fn get(&self, id: i64) -> Lookup;
+
+    /// Stores `session` unless the cache already holds the same or a newer version,
+    /// or a tombstone. Every fill — read-through and write-through — goes through here.
+    async fn fill(&self, session: &Session);
+
+    /// Replaces the entry with a short-lived tombstone, so a racing fill of an
+    /// older read cannot resurrect a deleted session.
+    async fn tombstone(&self, id: i64);
+
+    /// Tells watchers on every replica that the session changed.
+    async fn publish(&self, notice: Notice);
+
+    /// Notices for one session, newest wins.
+    fn subscribe(&self, id: i64) -> Subscription;
+
+    /// False while the shared cache is unreachable (watchers then poll the database).
+    fn healthy(&self) -> bool;
+}

@@ -1,0 +1,306 @@
+//! The shared cache of several replicas: fred over Redis.
+//!
+//! Keys: `{prefix}session:{id}` is a hash `{v: version, d: protobuf GameSession}` with
+//! a TTL; a tombstone is the same hash with `v` = 2^53 and no data. Notices go over
+//! the pub/sub channel `{prefix}session-updates` as `"<id>:<version>"`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use fred::{
+    clients::SubscriberClient,
+    prelude::*,
+    types::{Message, scripts::Script},
+};
+use prost::Message as _;
+
+use super::{Hub, Lookup, Notice, SessionCache, Subscription};
+use crate::{domain::Session, telemetry::Metrics, wire::pb};
+
+/// The one cache-fill script: set only if the cached version is older or absent.
+/// A tombstone carries the largest version, so nothing overwrites it until it expires.
+/// Idempotent, so fred re-sending it after a reconnect is harmless.
+const FILL_LUA: &str = r"
+local held = redis.call('HGET', KEYS[1], 'v')
+if held and tonumber(held) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// 2^53: larger than any version, exact in Lua's doubles.
+const TOMBSTONE_VERSION: i64 = 1 << 53;
+
+/// Connection and cache settings.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Prepended to every key and the channel, so deployments (and tests) can share a server.
+    pub key_prefix: String,
+    pub pool_size: usize,
+    /// A command slower than this is abandoned and the database answers instead.
+    pub command_timeout: Duration,
+    pub ttl: Duration,
+    pub tombstone_ttl: Duration,
+}
+
+/// fred-backed [`SessionCache`].
+pub struct RedisCache {
+    pool: Pool,
+    options: Options,
+    script: Script,
+    prefix: String,
+    channel: String,
+    ttl_ms: i64,
+    tombstone_ttl_ms: i64,
+    hub: Hub,
+    healthy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    _subscriber: SubscriberClient,
+}
+
+fn builder(settings: &RedisSettings) -> Result<Builder, Error> {
+    let config = Config::from_url(&settings.url)?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+        })
+        .with_performance_config(|p| p.default_command_timeout = settings.command_timeout)
+        // Without a policy, commands after a disconnect would hang forever.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+impl RedisCache {
+    /// Builds the pool and subscriber and starts connecting. Does not wait for Redis:
+    /// a service whose Redis is down starts anyway and uses the database.
+    pub async fn start(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        let builder = builder(settings)?;
+        let pool = builder.build_pool(settings.pool_size.max(1))?;
+        let subscriber = builder.build_subscriber_client()?;
+        pool.connect();
+        subscriber.connect();
+        let healthy = Arc::new(AtomicBool::new(false));
+        let connected = tokio::time::timeout(Duration::from_secs(2), pool.wait_for_connect()).await;
+        if matches!(connected, Ok(Ok(()))) {
+            healthy.store(true, Ordering::Relaxed);
+        } else {
+            tracing::warn!(url = %redact(&settings.url), "redis not reachable at start; serving from the database until it is");
+        }
+        let prefix = settings.key_prefix.clone();
+        let channel = format!("{prefix}session-updates");
+        let hub = Hub::default();
+        spawn_listener(&subscriber, channel.clone(), hub.clone());
+        let cache = Self {
+            options: Options {
+                fail_fast: true,
+                timeout: Some(settings.command_timeout),
+                ..Default::default()
+            },
+            script: Script::from_lua(FILL_LUA),
+            prefix,
+            channel,
+            ttl_ms: settings.ttl.as_millis() as i64,
+            tombstone_ttl_ms: settings.tombstone_ttl.as_millis() as i64,
+            hub,
+            healthy,
+            metrics,
+            pool,
+            _subscriber: subscriber,
+        };
+        cache.spawn_health_watch();
+        Ok(cache)
+    }
+
+    fn key(&self, id: i64) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    fn client(&self) -> fred::clients::WithOptions<Client> {
+        self.pool.next().with_options(&self.options)
+    }
+
+    /// Runs the fill script, loading it on NOSCRIPT (first use, or after a restart or flush).
+    async fn run_fill(&self, id: i64, version: i64, data: Vec<u8>, ttl_ms: i64) -> Result<i64, Error> {
+        let client = self.client();
+        let key = self.key(id);
+        let args = || -> Vec<Value> { vec![version.into(), data.as_slice().into(), ttl_ms.into()] };
+        match client
+            .evalsha::<i64, _, _, _>(self.script.sha1().clone(), key.clone(), args())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client.script_load::<String, _>(FILL_LUA).await?;
+                client.evalsha(self.script.sha1().clone(), key, args()).await
+            }
+            other => other,
+        }
+    }
+
+    /// Counts a failed command; the first failure of an outage is logged as a warning.
+    fn failed(&self, what: &str, error: &Error) {
+        self.metrics.cache_outcome("bypass");
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(%error, operation = what, "redis unavailable: bypassing the cache until it recovers");
+        }
+    }
+
+    fn succeeded(&self) {
+        if !self.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!("redis reachable again: cache back in use");
+        }
+    }
+
+    /// While unhealthy, pings every 500 ms so recovery is noticed without traffic.
+    fn spawn_health_watch(&self) {
+        let pool = self.pool.clone();
+        let healthy = self.healthy.clone();
+        let options = self.options.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if healthy.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let ping: Result<String, _> = pool.next().with_options(&options).ping(None).await;
+                if ping.is_ok() && !healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis reachable again: cache back in use");
+                }
+            }
+        });
+    }
+}
+
+/// Feeds notices from Redis to this process's watchers; fred re-subscribes after reconnects.
+fn spawn_listener(subscriber: &SubscriberClient, channel: String, hub: Hub) {
+    let mut messages = subscriber.message_rx();
+    // Re-subscribes after reconnects; runs as long as the client lives.
+    drop(subscriber.manage_subscriptions());
+    let sub = subscriber.clone();
+    tokio::spawn(async move {
+        // Subscribing before connecting is fine: it is tracked and sent on connect.
+        if let Err(error) = sub.subscribe(channel.clone()).await {
+            tracing::warn!(%error, "redis subscribe failed; will retry on reconnect");
+        }
+        loop {
+            match messages.recv().await {
+                Ok(Message { value, .. }) => {
+                    if let Some(notice) = value.as_str().and_then(|s| Notice::decode(&s)) {
+                        hub.notify(notice);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl SessionCache for RedisCache {
+    async fn get(&self, id: i64) -> Lookup {
+        let reply: Result<(Option<i64>, Option<Vec<u8>>), _> =
+            self.client().hmget(self.key(id), vec!["v", "d"]).await;
+        match reply {
+            Err(error) => {
+                self.failed("get", &error);
+                Lookup::Miss
+            }
+            Ok((Some(TOMBSTONE_VERSION), _)) => {
+                self.succeeded();
+                self.metrics.cache_outcome("hit");
+                Lookup::Deleted
+            }
+            Ok((Some(_), Some(data))) => {
+                self.succeeded();
+                let decoded = pb::GameSession::decode(data.as_slice())
+                    .ok()
+                    .and_then(|g| Session::try_from(g).ok());
+                match decoded {
+                    Some(s) => {
+                        self.metrics.cache_outcome("hit");
+                        Lookup::Hit(Arc::new(s))
+                    }
+                    None => {
+                        tracing::warn!(session_id = id, "undecodable cache entry ignored");
+                        self.metrics.cache_outcome("miss");
+                        Lookup::Miss
+                    }
+                }
+            }
+            Ok(_) => {
+                self.succeeded();
+                self.metrics.cache_outcome("miss");
+                Lookup::Miss
+            }
+        }
+    }
+
+    async fn fill(&self, session: &Session) {
+        let data = pb::GameSession::from(session).encode_to_vec();
+        match self
+            .run_fill(session.id, session.version, data, self.ttl_ms)
+            .await
+        {
+            Ok(_) => self.succeeded(),
+            Err(error) => self.failed("fill", &error),
+        }
+    }
+
+    async fn tombstone(&self, id: i64) {
+        match self
+            .run_fill(id, TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms)
+            .await
+        {
+            Ok(_) => self.succeeded(),
+            Err(error) => self.failed("tombstone", &error),
+        }
+    }
+
+    async fn publish(&self, notice: Notice) {
+        // Local watchers first: they need not wait for the round trip through Redis.
+        self.hub.notify(notice);
+        let sent: Result<i64, _> = self.client().publish(self.channel.clone(), notice.encode()).await;
+        if let Err(error) = sent {
+            self.failed("publish", &error);
+        }
+    }
+
+    fn subscribe(&self, id: i64) -> Subscription {
+        self.hub.subscribe(id)
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,24 @@
+//! Pure session rules: no I/O, no tonic, no sea-orm.
+//!
+//! The server and the client both run this code, so an optimistic change made in a
+//! game client is computed exactly as the server will compute it.
+
+mod commands;
+mod diff;
+mod error;
+mod ids;
+mod json;
+pub mod ops;
+mod relationships;
+mod session;
+mod world;
+
+pub use commands::{Change, SessionEvent, Write};
+pub use diff::diff;
+pub use error::{DomainError, FieldViolation};
+pub use ids::{PageSize, PageToken, RequestId, SessionId, Version};
+pub use json::{JsonLimits, JsonMap, number};
+pub use ops::SessionOp;
+pub use relationships::normalize_relationships;
+pub use session::{Advance, NewSession, Session, SessionPatch, WorldTime};
+pub use world::{IntimacyLevel, Stats, Tier, WorldMode, WorldRules};

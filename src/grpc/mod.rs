@@ -1,0 +1,8 @@
+//! The server edge: identity, the handlers, the one error mapping, health.
+
+pub mod auth;
+pub mod health;
+mod sessions;
+pub mod status;
+
+pub use sessions::SessionApi;

@@ -1,0 +1,73 @@
+//! The ONE mapping from use-case errors to gRPC statuses. Every status carries a
+//! `google.rpc.ErrorInfo`; see `wire::status` for the encoding.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+
+use crate::{
+    domain::DomainError,
+    service::ServiceError,
+    wire::status::{self as details, reason},
+};
+
+fn plain(code: Code, message: &str, reason: &str) -> Status {
+    details::with_info(code, message, reason, HashMap::new(), Vec::new())
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(v) => details::invalid_argument(&v.field, &v.description),
+            ServiceError::NotFound => plain(Code::NotFound, "session not found", reason::SESSION_NOT_FOUND),
+            ServiceError::Conflict { current, expected } => details::conflict(&current, expected),
+            ServiceError::RulesConflict { current, expected } => details::rules_conflict(&current, expected),
+            ServiceError::Precondition { reason, message } => {
+                plain(Code::FailedPrecondition, &message, reason)
+            }
+            ServiceError::RequestIdReused => {
+                details::invalid_argument("request_id", "was already used for a different request")
+            }
+            ServiceError::PermissionDenied(why) => {
+                plain(Code::PermissionDenied, why, reason::PERMISSION_DENIED)
+            }
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                plain(
+                    Code::Unavailable,
+                    "database unavailable; retry later",
+                    reason::DATABASE_UNAVAILABLE,
+                )
+            }
+            ServiceError::ShuttingDown => plain(
+                Code::Unavailable,
+                "server shutting down; reconnect",
+                "SHUTTING_DOWN",
+            ),
+            ServiceError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                plain(Code::Internal, "internal error", reason::INTERNAL)
+            }
+        }
+    }
+}
+
+impl From<DomainError> for Status {
+    fn from(e: DomainError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+/// UNAUTHENTICATED without any detail that would help guessing.
+pub fn unauthenticated() -> Status {
+    plain(
+        Code::Unauthenticated,
+        "missing or invalid credentials",
+        reason::UNAUTHENTICATED,
+    )
+}
+
+/// RESOURCE_EXHAUSTED for load shedding and rate limits.
+pub fn exhausted(message: &str, reason: &str) -> Status {
+    plain(Code::ResourceExhausted, message, reason)
+}

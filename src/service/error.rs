@@ -1,0 +1,76 @@
+//! Use-case errors: what the edge turns into status codes, in one place.
+
+use crate::{
+    domain::{DomainError, FieldViolation, Session, WorldRules},
+    store::StoreError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid argument: {0}")]
+    Invalid(FieldViolation),
+    /// Unknown, or owned by someone else (never revealed).
+    #[error("session not found")]
+    NotFound,
+    #[error("version conflict: expected {expected}, session is at {}", .current.version)]
+    Conflict { current: Box<Session>, expected: i64 },
+    #[error("version conflict: expected {expected}, world rules are at {}", .current.version)]
+    RulesConflict { current: Box<WorldRules>, expected: i64 },
+    #[error("{reason}: {message}")]
+    Precondition { reason: &'static str, message: String },
+    #[error("request_id was already used for a different request")]
+    RequestIdReused,
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The server is shutting down (ends watch streams).
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// Errors a retried write can produce after its first attempt committed: worth
+    /// checking the idempotency record before answering.
+    pub(crate) fn may_be_replay(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict { .. } | Self::NotFound | Self::Precondition { .. } | Self::RequestIdReused
+        )
+    }
+}
+
+impl From<DomainError> for ServiceError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(v) => Self::Invalid(v),
+            DomainError::Precondition { reason, message } => Self::Precondition { reason, message },
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            // Callers with an expected version map conflicts themselves (they know it).
+            StoreError::Conflict(current) => {
+                let expected = current.version;
+                Self::Conflict { current, expected }
+            }
+            StoreError::RulesConflict(current) => {
+                let expected = current.version;
+                Self::RulesConflict { current, expected }
+            }
+            StoreError::Domain(d) => d.into(),
+            // The write was rolled back because its request id is recorded: the
+            // caller checks the record (see `may_be_replay`).
+            StoreError::DuplicateRequest => Self::RequestIdReused,
+            StoreError::Unavailable(db) => Self::Unavailable(db.to_string()),
+            StoreError::Db(db) => Self::Internal(db.to_string()),
+            StoreError::Corrupt(msg) => Self::Internal(msg),
+        }
+    }
+}

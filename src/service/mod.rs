@@ -1,0 +1,143 @@
+//! Use cases: what each RPC does, independent of gRPC. Orchestrates the store (the
+//! authority) and the cache (an accelerator whose failures are logged, never returned).
+
+mod error;
+mod plan;
+mod read;
+mod renormalize;
+mod watch;
+mod world;
+mod write;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ServiceError;
+
+use crate::{
+    cache::SessionCache,
+    domain::JsonLimits,
+    store::{Owner, Store},
+    telemetry::Metrics,
+};
+
+/// Who is calling, as established by the auth layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    /// May act on any session and change world rules.
+    pub admin: bool,
+}
+
+impl Caller {
+    pub fn owner(&self) -> Owner {
+        if self.admin {
+            Owner::Any
+        } else {
+            Owner::User(self.user_id)
+        }
+    }
+
+    fn may_see(&self, user_id: i64) -> bool {
+        self.admin || self.user_id == user_id
+    }
+}
+
+/// Tunables of the use cases.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub json_limits: JsonLimits,
+    /// How long idempotency records are kept.
+    pub request_id_ttl: Duration,
+    /// How often watchers poll the database while Redis is unreachable.
+    pub watch_poll_interval: Duration,
+    /// Sessions re-normalized per batch after world rules change.
+    pub renormalize_batch: u64,
+    /// How often a sweep looks for sessions normalized with old rules (also at start).
+    pub renormalize_sweep: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            json_limits: JsonLimits::default(),
+            request_id_ttl: Duration::from_secs(24 * 3600),
+            watch_poll_interval: Duration::from_secs(1),
+            renormalize_batch: 100,
+            renormalize_sweep: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The session use cases; cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    cache: Arc<dyn SessionCache>,
+    metrics: Arc<Metrics>,
+    settings: ServiceSettings,
+    /// Wakes the re-normalizer after world rules change.
+    rules_changed: Notify,
+    /// Cancelled at shutdown: ends watch streams and background tasks.
+    shutdown: CancellationToken,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Store,
+        cache: Arc<dyn SessionCache>,
+        metrics: Arc<Metrics>,
+        settings: ServiceSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                cache,
+                metrics,
+                settings,
+                rules_changed: Notify::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Starts the background work: pruning idempotency records and re-normalizing
+    /// sessions after world-rules changes. Both stop at shutdown.
+    pub fn spawn_background(&self) {
+        tokio::spawn(self.clone().prune_requests_forever());
+        tokio::spawn(self.clone().renormalize_forever());
+    }
+
+    async fn prune_requests_forever(self) {
+        let ttl = self.inner.settings.request_id_ttl;
+        let every = (ttl / 24).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let cutoff = chrono::Utc::now() - ttl;
+            match self.inner.store.prune_requests(cutoff).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "pruned idempotency records"),
+                Err(error) => tracing::warn!(%error, "pruning idempotency records failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! GetSession, ListSessions, ListSessionEvents.
+
+use std::sync::Arc;
+
+use super::{Caller, ServiceError, Sessions};
+use crate::{
+    cache::Lookup,
+    domain::{PageToken, Session, SessionEvent, SessionId},
+    wire::{EventsQuery, ListQuery},
+};
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+fn page<T>(mut items: Vec<T>, size: u64, kind: &str, id: impl Fn(&T) -> i64) -> Page<T> {
+    let more = items.len() as u64 > size;
+    items.truncate(size as usize);
+    let next_page_token = match items.last() {
+        Some(last) if more => PageToken::encode(id(last), kind),
+        _ => String::new(),
+    };
+    Page {
+        items,
+        next_page_token,
+    }
+}
+
+impl Sessions {
+    /// GetSession: the cache if warm, else the database (then filling the cache).
+    #[tracing::instrument(skip(self), fields(session_id = id.get()))]
+    pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Arc<Session>, ServiceError> {
+        match self.inner.cache.get(id.get()).await {
+            Lookup::Hit(s) if caller.may_see(s.user_id) => return Ok(s),
+            Lookup::Hit(_) | Lookup::Deleted => return Err(ServiceError::NotFound),
+            Lookup::Miss => {}
+        }
+        let session = self.read_through(caller, id.get()).await?;
+        Ok(Arc::new(session))
+    }
+
+    /// Reads the database and fills the cache (guarded: never over a newer version).
+    pub(super) async fn read_through(&self, caller: &Caller, id: i64) -> Result<Session, ServiceError> {
+        let session = self
+            .inner
+            .store
+            .get(id, caller.owner())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.inner.cache.fill(&session).await;
+        Ok(session)
+    }
+
+    /// ListSessions: the caller's sessions (an admin's: everyone's), newest first.
+    #[tracing::instrument(skip(self, query))]
+    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Page<Session>, ServiceError> {
+        let size = query.page_size.get();
+        let items = self
+            .inner
+            .store
+            .list(
+                caller.owner(),
+                query.world_id,
+                query.after.map(|t| t.after_id),
+                size + 1,
+            )
+            .await?;
+        Ok(page(items, size, "sessions", |s| s.id))
+    }
+
+    /// ListSessionEvents: the audit trail, oldest first.
+    #[tracing::instrument(skip(self, query), fields(session_id = query.session_id.get()))]
+    pub async fn events(
+        &self,
+        caller: &Caller,
+        query: EventsQuery,
+    ) -> Result<Page<SessionEvent>, ServiceError> {
+        let size = query.page_size.get();
+        let items = self
+            .inner
+            .store
+            .events(
+                query.session_id.get(),
+                caller.owner(),
+                query.after.map(|t| t.after_id),
+                size + 1,
+            )
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(page(items, size, "events", |e| e.id))
+    }
+}

@@ -1,0 +1,227 @@
+//! CreateSession and every versioned write (update, advance, mutate, delete).
+
+use super::{Caller, ServiceError, Sessions, plan::plan};
+use crate::{
+    cache::{Lookup, Notice},
+    domain::RequestId,
+    domain::{Change, Session, WorldRules, Write, normalize_relationships},
+    store::{RequestKey, RequestRecord, StoreError, WriteMeta},
+    wire::CreateRequest,
+};
+
+/// The idempotency key of a write: request ids are unique per caller.
+fn key_of<'a>(caller: &Caller, request_id: Option<&'a RequestId>) -> Option<RequestKey<'a>> {
+    request_id.map(|request_id| RequestKey {
+        user_id: caller.user_id,
+        request_id,
+    })
+}
+
+impl Sessions {
+    /// CreateSession: version 1, owned by the caller.
+    #[tracing::instrument(skip(self, req), fields(user_id = caller.user_id, session_id))]
+    pub async fn create(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
+        let limits = &self.inner.settings.json_limits;
+        let mut session = req.new.to_session(caller.user_id, chrono::Utc::now());
+        let rules = self.rules_for(session.world_id).await?;
+        normalize_relationships(&mut session.relationships, &rules)?;
+        session.check_limits(limits)?;
+        let key = key_of(caller, req.request_id.as_ref());
+        let created = match self.inner.store.create(&session, rules.version, key).await {
+            Err(StoreError::DuplicateRequest) => {
+                let record = self.record(caller, req.request_id.as_ref()).await?;
+                return match record {
+                    Some(RequestRecord {
+                        action,
+                        snapshot: Some(s),
+                        ..
+                    }) if action == "create" => Ok(s),
+                    _ => Err(ServiceError::RequestIdReused),
+                };
+            }
+            other => other?,
+        };
+        tracing::Span::current().record("session_id", created.id);
+        self.committed(&created).await;
+        Ok(created)
+    }
+
+    /// Update, advance, mutate or delete one session. `Ok(None)` only for a delete.
+    #[tracing::instrument(
+        skip(self, w),
+        fields(
+            session_id = w.session_id.get(),
+            user_id = caller.user_id,
+            expected_version = w.expected.map(|v| v.get()),
+            action = w.change.action(),
+            outcome,
+        )
+    )]
+    pub async fn write(&self, caller: &Caller, w: Write) -> Result<Option<Session>, ServiceError> {
+        let result = match (&w.change, w.expected) {
+            (Change::Delete, _) => self.delete(caller, &w).await,
+            (_, Some(expected)) => self.compare_and_set(caller, &w, expected.get()).await.map(Some),
+            (_, None) => self.serialized(caller, &w).await.map(Some),
+        };
+        let result = match result {
+            Err(e) if w.request_id.is_some() && e.may_be_replay() => self.replay(caller, &w, e).await,
+            other => other,
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ServiceError::Conflict { .. }) => {
+                self.inner.metrics.conflicts.inc();
+                "conflict"
+            }
+            Err(_) => "error",
+        };
+        tracing::Span::current().record("outcome", outcome);
+        result
+    }
+
+    /// With an expected version: compute from the session at that version (from the
+    /// cache when it holds exactly that version), then compare-and-set.
+    async fn compare_and_set(
+        &self,
+        caller: &Caller,
+        w: &Write,
+        expected: i64,
+    ) -> Result<Session, ServiceError> {
+        let base = self.base_at(caller, w.session_id.get(), expected).await?;
+        if base.version != expected {
+            return Err(ServiceError::Conflict {
+                current: Box::new(base),
+                expected,
+            });
+        }
+        let rules = self.rules_for(base.world_id).await?;
+        let limits = &self.inner.settings.json_limits;
+        let Some(planned) = plan(&base, None, &w.change, &rules, limits)? else {
+            return Ok(base);
+        };
+        let meta = self.meta(caller, w);
+        match self.inner.store.cas(caller.owner(), &base, &planned, meta).await {
+            Ok(updated) => {
+                self.committed(&updated).await;
+                Ok(updated)
+            }
+            Err(StoreError::Conflict(current)) => Err(ServiceError::Conflict { current, expected }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Without an expected version: serialize on the row, so concurrent writers all
+    /// succeed in turn (MutateSession never answers ABORTED this way).
+    pub(super) async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Session, ServiceError> {
+        let limits = self.inner.settings.json_limits;
+        let meta = self.meta(caller, w);
+        let change = &w.change;
+        let written = self
+            .inner
+            .store
+            .locked(
+                w.session_id.get(),
+                caller.owner(),
+                meta,
+                |current, stored_rules, rules| plan(current, Some(stored_rules), change, rules, &limits),
+            )
+            .await?;
+        if written.changed {
+            self.committed(&written.session).await;
+        }
+        Ok(written.session)
+    }
+
+    async fn delete(&self, caller: &Caller, w: &Write) -> Result<Option<Session>, ServiceError> {
+        let key = key_of(caller, w.request_id.as_ref());
+        let expected = w.expected.map(|v| v.get());
+        let deleted = match self
+            .inner
+            .store
+            .delete(w.session_id.get(), caller.owner(), expected, key)
+            .await
+        {
+            Err(StoreError::Conflict(current)) => {
+                let expected = expected.unwrap_or(current.version);
+                return Err(ServiceError::Conflict { current, expected });
+            }
+            other => other?,
+        };
+        self.inner.cache.tombstone(deleted.id).await;
+        self.inner.cache.publish(Notice::deleted(deleted.id)).await;
+        Ok(None)
+    }
+
+    /// The session to compute a guarded write from: the cached copy if it is exactly
+    /// at `expected` (a version names one state), else the database row.
+    async fn base_at(&self, caller: &Caller, id: i64, expected: i64) -> Result<Session, ServiceError> {
+        match self.inner.cache.get(id).await {
+            Lookup::Hit(s) if s.version == expected && caller.may_see(s.user_id) => Ok((*s).clone()),
+            Lookup::Deleted => Err(ServiceError::NotFound),
+            _ => self.read_through(caller, id).await,
+        }
+    }
+
+    /// The rules that apply to sessions of a world.
+    pub(super) async fn rules_for(&self, world_id: Option<i64>) -> Result<WorldRules, ServiceError> {
+        let Some(world) = world_id else {
+            return Ok(WorldRules::defaults(0));
+        };
+        let stored = self.inner.store.world_rules(world).await?;
+        Ok(stored.unwrap_or_else(|| WorldRules::defaults(world)))
+    }
+
+    fn meta<'a>(&self, caller: &Caller, w: &'a Write) -> WriteMeta<'a> {
+        let (edge_id, node_id) = w.change.edge_and_node();
+        WriteMeta {
+            action: w.change.action(),
+            edge_id,
+            node_id,
+            request: key_of(caller, w.request_id.as_ref()),
+        }
+    }
+
+    /// The idempotency record of a request id, if any.
+    async fn record(
+        &self,
+        caller: &Caller,
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<RequestRecord>, ServiceError> {
+        let Some(key) = key_of(caller, request_id) else {
+            return Ok(None);
+        };
+        let record = self.inner.store.request_record(key).await?;
+        if record.is_some() {
+            self.inner.metrics.replays.inc();
+        }
+        Ok(record)
+    }
+
+    /// A write failed in a way its own earlier attempt could explain (the version
+    /// moved, the session is gone, the node changed, the key is taken): if this
+    /// request id is recorded, answer with the recorded result instead.
+    async fn replay(
+        &self,
+        caller: &Caller,
+        w: &Write,
+        original: ServiceError,
+    ) -> Result<Option<Session>, ServiceError> {
+        let Some(record) = self.record(caller, w.request_id.as_ref()).await? else {
+            return Err(original);
+        };
+        if record.session_id != w.session_id.get() || record.action != w.change.action() {
+            return Err(ServiceError::RequestIdReused);
+        }
+        tracing::debug!(version = record.version, "answered from the idempotency record");
+        Ok(record.snapshot)
+    }
+
+    /// After a commit: write through to the cache, then tell watchers everywhere.
+    pub(super) async fn committed(&self, session: &Session) {
+        self.inner.cache.fill(session).await;
+        self.inner
+            .cache
+            .publish(Notice::updated(session.id, session.version))
+            .await;
+    }
+}

@@ -1,0 +1,82 @@
+//! Persistence: the only code that knows SQL and sea-orm.
+//!
+//! Every write is one transaction whose version check is a single conditional
+//! `UPDATE … WHERE id = ? AND version = ? RETURNING *` (or `DELETE … RETURNING *`).
+//! The event row and the idempotency record commit in the same transaction.
+
+mod connect;
+mod convert;
+pub mod entity;
+mod error;
+mod events;
+pub mod migrate;
+mod requests;
+mod sessions;
+mod world;
+mod write;
+
+use sea_orm::DatabaseConnection;
+
+pub use connect::StoreSettings;
+pub use error::StoreError;
+pub use requests::{RequestKey, RequestRecord};
+pub use write::{Planned, WriteMeta, Written};
+
+/// Whose sessions a query may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Only this user's sessions; others' look absent.
+    User(i64),
+    /// Any session (admin).
+    Any,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    reader: DatabaseConnection,
+    /// On SQLite a pool of one connection, so writers never race for the file lock
+    /// (a deferred transaction that must upgrade a read lock fails at once with
+    /// "database is locked"). On PostgreSQL the same pool as `reader`.
+    writer: DatabaseConnection,
+    max_events: i64,
+}
+
+impl Store {
+    /// True on PostgreSQL (row locks available), false on SQLite.
+    fn is_postgres(&self) -> bool {
+        self.writer.get_database_backend() == sea_orm::DbBackend::Postgres
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.writer.ping().await.map_err(StoreError::from)?;
+        if !self.is_postgres() {
+            self.reader.ping().await.map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Connections in use and idle, for the metrics.
+    pub fn pool_stats(&self) -> (u32, u32) {
+        let mut in_use = 0;
+        let mut idle = 0;
+        let pools: &[&DatabaseConnection] = if self.is_postgres() {
+            &[&self.writer]
+        } else {
+            &[&self.reader, &self.writer]
+        };
+        for db in pools {
+            let (size, free) = connect::pool_size(db);
+            in_use += size.saturating_sub(free);
+            idle += free;
+        }
+        (in_use, idle)
+    }
+
+    /// Closes the pools, waiting for connections to return.
+    pub async fn close(&self) {
+        let _ = self.writer.close_by_ref().await;
+        let _ = self.reader.close_by_ref().await;
+    }
+}

@@ -1,0 +1,102 @@
+//! Reading, listing and creating sessions.
+
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+};
+
+use super::{
+    Owner, Store, StoreError,
+    convert::{session_from, session_row},
+    entity::session::{Column, Entity},
+    requests::RequestKey,
+};
+use crate::domain::{Session, diff};
+
+/// Restricts a query to the sessions `owner` may see.
+pub(super) fn owned(select: Select<Entity>, owner: Owner) -> Select<Entity> {
+    match owner {
+        Owner::User(user) => select.filter(Column::UserId.eq(user)),
+        Owner::Any => select,
+    }
+}
+
+/// One session by id, if `owner` may see it.
+pub(super) async fn find<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    owner: Owner,
+) -> Result<Option<Session>, StoreError> {
+    owned(Entity::find_by_id(id), owner)
+        .one(db)
+        .await?
+        .map(session_from)
+        .transpose()
+}
+
+impl Store {
+    /// One session, if it exists and `owner` may see it.
+    pub async fn get(&self, id: i64, owner: Owner) -> Result<Option<Session>, StoreError> {
+        find(&self.reader, id, owner).await
+    }
+
+    /// Up to `limit` sessions of `owner`, newest first, older than `before_id`.
+    pub async fn list(
+        &self,
+        owner: Owner,
+        world_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut query = owned(Entity::find(), owner);
+        if let Some(world) = world_id {
+            query = query.filter(Column::WorldId.eq(world));
+        }
+        if let Some(before) = before_id {
+            query = query.filter(Column::Id.lt(before));
+        }
+        query
+            .order_by_desc(Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?
+            .into_iter()
+            .map(session_from)
+            .collect()
+    }
+
+    /// Inserts a session at version 1 with its `session_created` event.
+    pub async fn create(
+        &self,
+        new: &Session,
+        rules_version: i64,
+        request: Option<RequestKey<'_>>,
+    ) -> Result<Session, StoreError> {
+        let txn = self.writer.begin().await?;
+        let row = Entity::insert(session_row(new, rules_version))
+            .exec_with_returning(&txn)
+            .await?;
+        let created = session_from(row)?;
+        let event = self
+            .insert_event(
+                &txn,
+                &created,
+                "session_created",
+                (None, None),
+                diff(None, &created),
+            )
+            .await?;
+        if let Some(key) = request {
+            self.insert_request(&txn, key, &created, "create", Some(&created))
+                .await?;
+        }
+        txn.commit().await?;
+        tracing::debug!(session_id = created.id, event_id = event, "session created");
+        Ok(created)
+    }
+
+    /// The time writes stamp on rows.
+    pub(super) fn now() -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+}

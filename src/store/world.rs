@@ -1,0 +1,107 @@
+//! World rules: read, put (versioned), and finding sessions normalized with old rules.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use super::{
+    Store, StoreError,
+    convert::rules_from,
+    entity::{session, world},
+};
+use crate::domain::WorldRules;
+
+impl Store {
+    /// The stored rules of a world, if it has its own.
+    pub async fn world_rules(&self, world_id: i64) -> Result<Option<WorldRules>, StoreError> {
+        world::Entity::find_by_id(world_id)
+            .one(&self.reader)
+            .await?
+            .map(rules_from)
+            .transpose()
+    }
+
+    /// The rules that apply to a session of `world_id` (the defaults if none).
+    pub(super) async fn rules_in<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        world_id: Option<i64>,
+    ) -> Result<WorldRules, StoreError> {
+        let Some(world_id) = world_id else {
+            return Ok(WorldRules::defaults(0));
+        };
+        let stored = world::Entity::find_by_id(world_id).one(db).await?;
+        stored.map_or(Ok(WorldRules::defaults(world_id)), rules_from)
+    }
+
+    /// Stores `rules` as the next version, if the world is at `expected` (0: no rules yet).
+    pub async fn put_world_rules(
+        &self,
+        rules: &WorldRules,
+        expected: Option<i64>,
+    ) -> Result<WorldRules, StoreError> {
+        let txn = self.writer.begin().await?;
+        let mut select = world::Entity::find_by_id(rules.world_id);
+        if self.is_postgres() {
+            select = select.lock_exclusive();
+        }
+        let current = select.one(&txn).await?.map(rules_from).transpose()?;
+        let current_version = current.as_ref().map_or(0, |r| r.version);
+        if let Some(expected) = expected
+            && expected != current_version
+        {
+            let current = current.unwrap_or_else(|| WorldRules::defaults(rules.world_id));
+            return Err(StoreError::RulesConflict(Box::new(current)));
+        }
+        let json = serde_json::to_value(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = world::ActiveModel {
+            world_id: Set(rules.world_id),
+            rules: Set(json),
+            version: Set(current_version + 1),
+            updated_at: Set(Self::now()),
+        };
+        // A first put racing another first put fails on the primary key: retrying
+        // reads the winner and answers a conflict when a version was expected.
+        let saved = if current.is_some() {
+            world::Entity::update(row).exec(&txn).await?
+        } else {
+            world::Entity::insert(row).exec_with_returning(&txn).await?
+        };
+        txn.commit().await?;
+        rules_from(saved)
+    }
+
+    /// Worlds that have their own rules, with their versions.
+    pub async fn world_rule_versions(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = world::Entity::find()
+            .select_only()
+            .column(world::Column::WorldId)
+            .column(world::Column::Version)
+            .into_tuple()
+            .all(&self.reader)
+            .await?;
+        Ok(rows)
+    }
+
+    /// Ids of sessions of `world_id` normalized with rules older than `version`.
+    pub async fn stale_sessions(
+        &self,
+        world_id: i64,
+        version: i64,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let ids = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .filter(session::Column::WorldId.eq(world_id))
+            .filter(session::Column::RulesVersion.lt(version))
+            .filter(session::Column::Id.gt(after_id))
+            .order_by_asc(session::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.reader)
+            .await?;
+        Ok(ids)
+    }
+}

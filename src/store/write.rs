@@ -1,0 +1,191 @@
+//! Versioned writes. The version check is always the one conditional statement
+//! `UPDATE game_sessions SET …, version = version + 1 WHERE id = ? [AND user_id = ?]
+//! AND version = ? RETURNING *`; zero rows means one read to tell NOT_FOUND from
+//! a conflict, and that row goes back to the caller.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::Value;
+
+use super::{
+    Owner, Store, StoreError,
+    convert::session_from,
+    entity::session::{Column, Entity},
+    requests::RequestKey,
+    sessions::{find, owned},
+};
+use crate::domain::{DomainError, Session, WorldRules, diff};
+
+/// The computed next state of a session and the rules version it was normalized with.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub next: Session,
+    pub rules_version: i64,
+}
+
+/// What the event and idempotency record of a write say.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMeta<'a> {
+    pub action: &'static str,
+    pub edge_id: Option<i64>,
+    pub node_id: Option<i64>,
+    pub request: Option<RequestKey<'a>>,
+}
+
+/// The result of a locked write.
+#[derive(Debug)]
+pub struct Written {
+    pub session: Session,
+    /// False when the plan changed nothing (no new version).
+    pub changed: bool,
+}
+
+impl Store {
+    /// Applies `planned` if the session is still at `base.version` (compare-and-set).
+    pub async fn cas(
+        &self,
+        owner: Owner,
+        base: &Session,
+        planned: &Planned,
+        meta: WriteMeta<'_>,
+    ) -> Result<Session, StoreError> {
+        let txn = self.writer.begin().await?;
+        let updated = self.conditional_update(&txn, owner, base, planned).await?;
+        let Some(updated) = updated else {
+            let current = find(&txn, base.id, owner).await?;
+            return Err(current.map_or(StoreError::NotFound, |c| StoreError::Conflict(Box::new(c))));
+        };
+        self.record(&txn, base, &updated, meta).await?;
+        txn.commit().await?;
+        Ok(updated)
+    }
+
+    /// Reads the session under a row lock (PostgreSQL `FOR UPDATE`; on SQLite the
+    /// single writer connection serializes), lets `plan` compute the next state from
+    /// it, the rules version it was normalized with and the world's rules, and writes it. Concurrent writers queue instead of
+    /// conflicting, so this never fails with a conflict.
+    pub async fn locked<F>(
+        &self,
+        id: i64,
+        owner: Owner,
+        meta: WriteMeta<'_>,
+        plan: F,
+    ) -> Result<Written, StoreError>
+    where
+        F: FnOnce(&Session, i64, &WorldRules) -> Result<Option<Planned>, DomainError>,
+    {
+        let txn = self.writer.begin().await?;
+        let mut select = owned(Entity::find_by_id(id), owner);
+        if self.is_postgres() {
+            select = select.lock_exclusive();
+        }
+        let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
+        let stored_rules = row.rules_version;
+        let current = session_from(row)?;
+        let rules = self.rules_in(&txn, current.world_id).await?;
+        let Some(planned) = plan(&current, stored_rules, &rules)? else {
+            return Ok(Written {
+                session: current,
+                changed: false,
+            });
+        };
+        let updated = self
+            .conditional_update(&txn, owner, &current, &planned)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("locked row changed under its lock".into()))?;
+        self.record(&txn, &current, &updated, meta).await?;
+        txn.commit().await?;
+        Ok(Written {
+            session: updated,
+            changed: true,
+        })
+    }
+
+    /// Deletes a session (if still at `expected`) and its events. Returns the deleted row.
+    pub async fn delete(
+        &self,
+        id: i64,
+        owner: Owner,
+        expected: Option<i64>,
+        request: Option<RequestKey<'_>>,
+    ) -> Result<Session, StoreError> {
+        let txn = self.writer.begin().await?;
+        let mut delete = Entity::delete_many().filter(Column::Id.eq(id));
+        if let Owner::User(user) = owner {
+            delete = delete.filter(Column::UserId.eq(user));
+        }
+        if let Some(v) = expected {
+            delete = delete.filter(Column::Version.eq(v));
+        }
+        let deleted = delete.exec_with_returning(&txn).await?.into_iter().next();
+        let Some(row) = deleted else {
+            let current = find(&txn, id, owner).await?;
+            return Err(current.map_or(StoreError::NotFound, |c| StoreError::Conflict(Box::new(c))));
+        };
+        let deleted = session_from(row)?;
+        self.delete_events(&txn, id).await?;
+        if let Some(key) = request {
+            self.insert_request(&txn, key, &deleted, "delete", None).await?;
+        }
+        txn.commit().await?;
+        Ok(deleted)
+    }
+
+    /// The compare-and-set itself; `None` when no row matched.
+    async fn conditional_update(
+        &self,
+        txn: &DatabaseTransaction,
+        owner: Owner,
+        base: &Session,
+        planned: &Planned,
+    ) -> Result<Option<Session>, StoreError> {
+        let next = &planned.next;
+        let mut update = Entity::update_many()
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .col_expr(Column::UpdatedAt, Expr::value(Self::now()))
+            .col_expr(Column::RulesVersion, Expr::value(planned.rules_version));
+        // Only the columns that changed are sent: large JSON is not rewritten for nothing.
+        if next.current_node_id != base.current_node_id {
+            update = update.col_expr(Column::CurrentNodeId, Expr::value(next.current_node_id));
+        }
+        if next.world_time != base.world_time {
+            update = update.col_expr(Column::WorldTime, Expr::value(next.world_time));
+        }
+        if next.flags != base.flags {
+            update = update.col_expr(Column::Flags, Expr::value(Value::Object(next.flags.clone())));
+        }
+        if next.relationships != base.relationships {
+            let rel = Value::Object(next.relationships.clone());
+            update = update.col_expr(Column::Relationships, Expr::value(rel));
+        }
+        update = update
+            .filter(Column::Id.eq(base.id))
+            .filter(Column::Version.eq(base.version));
+        if let Owner::User(user) = owner {
+            update = update.filter(Column::UserId.eq(user));
+        }
+        let row = update.exec_with_returning(txn).await?.into_iter().next();
+        row.map(session_from).transpose()
+    }
+
+    /// The event and the idempotency record of a committed-to-be write.
+    async fn record<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        before: &Session,
+        after: &Session,
+        meta: WriteMeta<'_>,
+    ) -> Result<(), StoreError> {
+        let d = diff(Some(before), after);
+        self.insert_event(db, after, meta.action, (meta.edge_id, meta.node_id), d)
+            .await?;
+        if let Some(key) = meta.request {
+            self.insert_request(db, key, after, meta.action, Some(after))
+                .await?;
+        }
+        Ok(())
+    }
+}
