@@ -5,7 +5,7 @@ use crate::{
     cache::{Lookup, Notice},
     domain::RequestId,
     domain::{Change, Session, WorldRules, Write, normalize_relationships},
-    store::{RequestKey, RequestRecord, StoreError, WriteMeta},
+    store::{RequestKey, RequestRecord, StoreError, WriteMeta, Written},
     wire::CreateRequest,
 };
 
@@ -59,13 +59,28 @@ impl Sessions {
     )]
     pub async fn write(&self, caller: &Caller, w: Write) -> Result<Option<Session>, ServiceError> {
         let result = match (&w.change, w.expected) {
-            (Change::Delete, _) => self.delete(caller, &w).await,
-            (_, Some(expected)) => self.compare_and_set(caller, &w, expected.get()).await.map(Some),
-            (_, None) => self.serialized(caller, &w).await.map(Some),
+            (Change::Delete, _) => self.delete(caller, &w).await.map(|s| (s, true)),
+            (_, Some(expected)) => self
+                .compare_and_set(caller, &w, expected.get())
+                .await
+                .map(|(session, changed)| (Some(session), changed)),
+            (_, None) => self
+                .serialized(caller, &w)
+                .await
+                .map(|w| (Some(w.session), w.changed)),
         };
         let result = match result {
+            Ok((session, true)) => Ok(session),
+            // Nothing to change: the retry of a write that did change something gets that result.
+            Ok((session, false)) => match w.request_id {
+                Some(_) => self
+                    .replay(caller, &w, ServiceError::NotFound)
+                    .await
+                    .or(Ok(session)),
+                None => Ok(session),
+            },
             Err(e) if w.request_id.is_some() && e.may_be_replay() => self.replay(caller, &w, e).await,
-            other => other,
+            Err(e) => Err(e),
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -81,12 +96,13 @@ impl Sessions {
 
     /// With an expected version: compute from the session at that version (from the
     /// cache when it holds exactly that version), then compare-and-set.
+    /// Returns the session and whether it changed.
     async fn compare_and_set(
         &self,
         caller: &Caller,
         w: &Write,
         expected: i64,
-    ) -> Result<Session, ServiceError> {
+    ) -> Result<(Session, bool), ServiceError> {
         let base = self.base_at(caller, w.session_id.get(), expected).await?;
         if base.version != expected {
             return Err(ServiceError::Conflict {
@@ -97,13 +113,13 @@ impl Sessions {
         let rules = self.rules_for(base.world_id).await?;
         let limits = &self.inner.settings.json_limits;
         let Some(planned) = plan(&base, None, &w.change, &rules, limits)? else {
-            return Ok(base);
+            return Ok((base, false));
         };
         let meta = self.meta(caller, w);
         match self.inner.store.cas(caller.owner(), &base, &planned, meta).await {
             Ok(updated) => {
                 self.committed(&updated).await;
-                Ok(updated)
+                Ok((updated, true))
             }
             Err(StoreError::Conflict(current)) => Err(ServiceError::Conflict { current, expected }),
             Err(e) => Err(e.into()),
@@ -112,7 +128,7 @@ impl Sessions {
 
     /// Without an expected version: serialize on the row, so concurrent writers all
     /// succeed in turn (MutateSession never answers ABORTED this way).
-    pub(super) async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Session, ServiceError> {
+    pub(super) async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
         let limits = self.inner.settings.json_limits;
         let meta = self.meta(caller, w);
         let change = &w.change;
@@ -129,7 +145,7 @@ impl Sessions {
         if written.changed {
             self.committed(&written.session).await;
         }
-        Ok(written.session)
+        Ok(written)
     }
 
     async fn delete(&self, caller: &Caller, w: &Write) -> Result<Option<Session>, ServiceError> {

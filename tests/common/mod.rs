@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod proxy;
 
 use std::{net::SocketAddr, time::Duration};
 
