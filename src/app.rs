@@ -101,7 +101,7 @@ async fn cache(s: &Settings, metrics: &Arc<Metrics>) -> Result<Arc<dyn SessionCa
                 ttl,
                 tombstone_ttl,
             };
-            Arc::new(RedisCache::start(&settings, metrics.clone()).await?)
+            RedisCache::start(&settings, metrics.clone()).await?
         }
         None => Arc::new(LocalCache::new(
             r.local_capacity,

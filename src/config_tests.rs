@@ -60,7 +60,7 @@ fn errors_name_the_bad_key() {
     Jail::expect_with(|jail| {
         jail.set_env("SESSION__SERVER__LISTEN", "not-an-address");
         let err = Settings::load(None).unwrap_err().to_string();
-        assert!(err.contains("server.listen"), "{err}");
+        assert!(err.to_lowercase().contains("server.listen"), "{err}");
         Ok(())
     });
     Jail::expect_with(|jail| {

@@ -5,8 +5,9 @@
 //! the pub/sub channel `{prefix}session-updates` as `"<id>:<version>"`.
 
 use std::{
+    collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -64,6 +65,10 @@ pub struct RedisCache {
     hub: Hub,
     healthy: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// Sessions whose write-through failed: Redis may still hold an older version, so
+    /// reads of them bypass the cache until a repair (the newest version, or `None`
+    /// for a tombstone) has been written.
+    dirty: Mutex<HashMap<i64, Option<Session>>>,
     _subscriber: SubscriberClient,
 }
 
@@ -84,7 +89,7 @@ fn builder(settings: &RedisSettings) -> Result<Builder, Error> {
 impl RedisCache {
     /// Builds the pool and subscriber and starts connecting. Does not wait for Redis:
     /// a service whose Redis is down starts anyway and uses the database.
-    pub async fn start(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    pub async fn start(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, Error> {
         let builder = builder(settings)?;
         let pool = builder.build_pool(settings.pool_size.max(1))?;
         let subscriber = builder.build_subscriber_client()?;
@@ -116,9 +121,11 @@ impl RedisCache {
             healthy,
             metrics,
             pool,
+            dirty: Mutex::default(),
             _subscriber: subscriber,
         };
-        cache.spawn_health_watch();
+        let cache = Arc::new(cache);
+        tokio::spawn(maintain(Arc::downgrade(&cache)));
         Ok(cache)
     }
 
@@ -161,24 +168,72 @@ impl RedisCache {
         }
     }
 
-    /// While unhealthy, pings every 500 ms so recovery is noticed without traffic.
-    fn spawn_health_watch(&self) {
-        let pool = self.pool.clone();
-        let healthy = self.healthy.clone();
-        let options = self.options.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if healthy.load(Ordering::Relaxed) {
-                    continue;
+    fn mark_dirty(&self, id: i64, repair: Option<Session>) {
+        let mut dirty = self.dirty.lock().expect("dirty lock");
+        let newer = match (dirty.get(&id), &repair) {
+            (Some(Some(held)), Some(s)) => s.version > held.version,
+            (Some(None), _) => false, // a pending tombstone wins
+            _ => true,
+        };
+        if newer {
+            dirty.insert(id, repair);
+        }
+    }
+
+    fn is_dirty(&self, id: i64) -> bool {
+        self.dirty.lock().expect("dirty lock").contains_key(&id)
+    }
+
+    /// Writes the pending repairs; stops at the first failure.
+    async fn repair(&self) {
+        let pending: Vec<(i64, Option<Session>)> = self
+            .dirty
+            .lock()
+            .expect("dirty lock")
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (id, repair) in pending {
+            let written = match &repair {
+                Some(s) => {
+                    let data = pb::GameSession::from(s).encode_to_vec();
+                    self.run_fill(id, s.version, data, self.ttl_ms).await
                 }
-                let ping: Result<String, _> = pool.next().with_options(&options).ping(None).await;
-                if ping.is_ok() && !healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("redis reachable again: cache back in use");
+                None => {
+                    self.run_fill(id, TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms)
+                        .await
                 }
+            };
+            if written.is_err() {
+                return;
             }
-        });
+            let version = |r: &Option<Session>| r.as_ref().map(|s| s.version);
+            let mut dirty = self.dirty.lock().expect("dirty lock");
+            if dirty.get(&id).map(version) == Some(version(&repair)) {
+                dirty.remove(&id);
+            }
+        }
+    }
+}
+
+/// Every 500 ms: while unhealthy, ping (recovery is noticed without traffic); while
+/// repairs are pending, write them. Ends when the cache is dropped.
+async fn maintain(cache: Weak<RedisCache>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(cache) = cache.upgrade() else { return };
+        if !cache.healthy.load(Ordering::Relaxed) {
+            let ping: Result<String, _> = cache.client().ping(None).await;
+            if ping.is_err() {
+                continue;
+            }
+            cache.succeeded();
+        }
+        if cache.dirty.lock().expect("dirty lock").is_empty() {
+            continue;
+        }
+        cache.repair().await;
     }
 }
 
@@ -218,6 +273,10 @@ fn redact(url: &str) -> String {
 #[async_trait]
 impl SessionCache for RedisCache {
     async fn get(&self, id: i64) -> Lookup {
+        if self.is_dirty(id) {
+            self.metrics.cache_outcome("bypass");
+            return Lookup::Miss;
+        }
         let reply: Result<(Option<i64>, Option<Vec<u8>>), _> =
             self.client().hmget(self.key(id), vec!["v", "d"]).await;
         match reply {
@@ -262,7 +321,10 @@ impl SessionCache for RedisCache {
             .await
         {
             Ok(_) => self.succeeded(),
-            Err(error) => self.failed("fill", &error),
+            Err(error) => {
+                self.failed("fill", &error);
+                self.mark_dirty(session.id, Some(session.clone()));
+            }
         }
     }
 
@@ -272,7 +334,10 @@ impl SessionCache for RedisCache {
             .await
         {
             Ok(_) => self.succeeded(),
-            Err(error) => self.failed("tombstone", &error),
+            Err(error) => {
+                self.failed("tombstone", &error);
+                self.mark_dirty(id, None);
+            }
         }
     }
 

@@ -96,6 +96,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the same database (a second replica); it does not drop it.
+    pub fn same_as(other: &TestDb) -> TestDb {
+        TestDb {
+            backend: other.backend,
+            url: other.url.clone(),
+            dir: None,
+            pg_name: None,
+        }
+    }
+
     /// Drops a PostgreSQL test database (SQLite files go with the temp dir).
     pub async fn drop_now(&mut self) {
         if let Some(name) = self.pg_name.take()

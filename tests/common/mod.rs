@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod proxy;
+pub mod redis;
 
 use std::{net::SocketAddr, time::Duration};
 

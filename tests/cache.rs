@@ -1,0 +1,242 @@
+//! The Redis cache: version-guarded fills, tombstones, TTL, hit metrics, outages.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{
+    proxy::Proxy,
+    redis::{PrivateRedis, shared_redis, unique_prefix},
+    *,
+};
+use serde_json::json;
+use session_service::{
+    cache::{Lookup, RedisCache, RedisSettings, SessionCache},
+    domain::Session,
+    pb,
+    telemetry::Metrics,
+};
+
+fn settings(url: &str, ttl: Duration) -> RedisSettings {
+    RedisSettings {
+        url: url.into(),
+        key_prefix: unique_prefix(),
+        pool_size: 2,
+        command_timeout: Duration::from_millis(200),
+        ttl,
+        tombstone_ttl: Duration::from_secs(2),
+    }
+}
+
+fn session(id: i64, version: i64) -> Session {
+    let now = chrono::Utc::now();
+    Session {
+        id,
+        user_id: 1,
+        scene_id: 1,
+        current_node_id: 1,
+        world_id: None,
+        flags: json!({ "v": version }).as_object().unwrap().clone(),
+        relationships: Default::default(),
+        world_time: 0.0,
+        version,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn cache(ttl: Duration) -> Option<Arc<RedisCache>> {
+    let url = shared_redis()?;
+    Some(
+        RedisCache::start(&settings(&url, ttl), Arc::new(Metrics::new()))
+            .await
+            .expect("redis cache"),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_reader_filling_an_old_version_never_overwrites_a_newer_one() {
+    let Some(c) = cache(Duration::from_secs(60)).await else {
+        return;
+    };
+    c.fill(&session(1, 6)).await; // a writer's write-through
+    c.fill(&session(1, 5)).await; // a reader that loaded version 5 before it
+    match c.get(1).await {
+        Lookup::Hit(s) => assert_eq!((s.version, s.flags["v"].clone()), (6, json!(6))),
+        other => panic!("{other:?}"),
+    }
+    c.fill(&session(1, 7)).await;
+    assert!(matches!(c.get(1).await, Lookup::Hit(s) if s.version == 7));
+}
+
+#[tokio::test]
+async fn a_tombstone_keeps_a_racing_fill_from_resurrecting_a_deleted_session() {
+    let Some(c) = cache(Duration::from_secs(60)).await else {
+        return;
+    };
+    c.fill(&session(2, 3)).await;
+    c.tombstone(2).await;
+    c.fill(&session(2, 3)).await; // a reader that loaded it before the delete
+    assert_eq!(c.get(2).await, Lookup::Deleted);
+    // The tombstone is short-lived.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(c.get(2).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl() {
+    let Some(c) = cache(Duration::from_millis(300)).await else {
+        return;
+    };
+    c.fill(&session(3, 1)).await;
+    assert!(matches!(c.get(3).await, Lookup::Hit(_)));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(c.get(3).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn a_failed_write_through_is_never_served_stale_and_is_repaired() {
+    let Some(url) = shared_redis() else { return };
+    let target: std::net::SocketAddr = url.trim_start_matches("redis://").parse().expect("host:port");
+    let proxy = Proxy::start(target).await;
+    let via_proxy = format!("redis://{}", proxy.addr);
+    let c = RedisCache::start(
+        &settings(&via_proxy, Duration::from_secs(60)),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
+    c.fill(&session(4, 1)).await;
+    assert!(matches!(c.get(4).await, Lookup::Hit(s) if s.version == 1));
+    proxy.cut();
+    c.fill(&session(4, 2)).await; // the write-through of version 2 fails: Redis keeps version 1
+    proxy.restore();
+    assert_eq!(c.get(4).await, Lookup::Miss, "not served from the stale entry");
+    let mut repaired = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Lookup::Hit(s) = c.get(4).await {
+            assert_eq!(s.version, 2, "only ever the repaired version");
+            repaired = true;
+            break;
+        }
+    }
+    assert!(repaired, "the repair wrote version 2");
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let addr = app.metrics_addr.expect("metrics enabled");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+backend_tests! {
+    get_session_is_served_from_redis_when_warm => served_from_redis;
+    a_redis_outage_costs_latency_not_correctness => redis_outage;
+}
+
+async fn served_from_redis(backend: Backend) {
+    let Some(url) = shared_redis() else { return };
+    let app = TestApp::spawn_with(backend, |s| {
+        s.redis.url = Some(url);
+        s.redis.key_prefix = unique_prefix();
+        s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+    })
+    .await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({"a": 1})).await;
+    for _ in 0..5 {
+        c.get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+            .await
+            .unwrap();
+    }
+    let m = scrape(&app).await;
+    let hits = counter(&m, "session_cache_lookups_total{outcome=\"hit\"}");
+    assert!(hits >= 5.0, "write-through made every read a hit: {hits}\n{m}");
+    app.finish().await;
+}
+
+async fn redis_outage(backend: Backend) {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(backend, |s| {
+        s.redis.url = Some(redis.url());
+        s.redis.command_timeout_ms = 50;
+    })
+    .await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({"n": 0})).await;
+    let update = |n: i64, v: i64| pb::UpdateSessionRequest {
+        session_id: s.id,
+        flags: Some(obj(json!({ "n": n }))),
+        expected_version: Some(v),
+        ..Default::default()
+    };
+    c.update_session(as_user(1, update(1, 1))).await.unwrap();
+
+    redis.kill();
+    let started = std::time::Instant::now();
+    for n in 2..=5 {
+        let u = c
+            .update_session(as_user(1, update(n, n)))
+            .await
+            .expect("writes commit without Redis")
+            .into_inner();
+        assert_eq!(u.version, n + 1);
+        let g = c
+            .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+            .await
+            .expect("reads fall back");
+        assert_eq!(
+            g.into_inner().version,
+            n + 1,
+            "never older than the database acknowledged"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "fast fallback: {:?}",
+        started.elapsed()
+    );
+    let mut h = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    let status = h
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "still SERVING");
+
+    redis.restart().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    c.update_session(as_user(1, update(6, 6))).await.unwrap();
+    let g = c
+        .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (g.version, json(&g.flags)["n"].clone()),
+        (7, json!(6)),
+        "nothing stale after recovery"
+    );
+    app.finish().await;
+}
