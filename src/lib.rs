@@ -4,6 +4,8 @@
 //! `store` (sea-orm) and `cache` (fred) → `domain` (pure rules). `wire` holds the
 //! generated contract and its conversions, shared with the `client`.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod domain;
 pub mod wire;
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod dropper;
 pub mod proxy;
 pub mod redis;
 
