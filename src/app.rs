@@ -6,7 +6,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 
 use crate::{
     cache::{LocalCache, RedisCache, RedisSettings, SessionCache},
@@ -14,7 +17,8 @@ use crate::{
     domain::JsonLimits,
     grpc::{
         SessionApi,
-        auth::{AuthMode, Authenticator},
+        auth::{AuthSetupError, Authenticator},
+        edge::EdgeLayer,
         health,
     },
     pb::{self, session_service_server::SessionServiceServer},
@@ -43,6 +47,10 @@ pub enum StartupError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Auth(#[from] AuthSetupError),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("{0}")]
     Other(String),
 }
@@ -209,13 +217,22 @@ impl Application {
         }
 
         let server = &settings.server;
-        let auth = Authenticator::new(AuthMode::None, settings.auth.admin_scope.clone());
+        let auth = Authenticator::from_settings(&settings)?;
+        let edge = EdgeLayer::new(
+            metrics.clone(),
+            server.concurrency_limit,
+            settings.request_timeout(),
+        );
         let api = SessionServiceServer::new(SessionApi::new(sessions))
             .max_decoding_message_size(server.max_message_bytes)
             .max_encoding_message_size(server.max_message_bytes.max(4 * 1024 * 1024));
         let (v1, v1alpha) = reflection(server.reflection)?;
-        let router = Server::builder()
-            .timeout(settings.request_timeout())
+        let mut builder = Server::builder();
+        if let Some(tls) = tls_config(&settings)? {
+            builder = builder.tls_config(tls)?;
+        }
+        let router = builder
+            .layer(edge)
             .http2_keepalive_interval(Some(Duration::from_secs(server.http2_keepalive_interval_secs)))
             .http2_keepalive_timeout(Some(Duration::from_secs(server.http2_keepalive_timeout_secs)))
             .add_service(health_service)
@@ -244,6 +261,23 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// TLS from PEM files; with a client CA, clients must present a certificate it signed.
+fn tls_config(s: &Settings) -> Result<Option<ServerTlsConfig>, StartupError> {
+    let (Some(cert), Some(key)) = (&s.tls.cert_file, &s.tls.key_file) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| StartupError::Tls(format!("{}: {e}", p.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &s.tls.client_ca_file {
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(false);
+    }
+    Ok(Some(tls))
 }
 
 type Reflection<T> = Option<T>;

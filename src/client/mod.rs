@@ -120,6 +120,11 @@ impl SessionClient {
                 md.insert(*k, v);
             }
         }
+        if let Some(tp) = traceparent()
+            && let Ok(v) = tp.parse()
+        {
+            md.insert("traceparent", v);
+        }
         req
     }
 
@@ -284,6 +289,24 @@ impl SessionClient {
             }
         }
     }
+}
+
+/// The W3C `traceparent` of the current tracing span, when it belongs to a trace
+/// (a tracing-opentelemetry layer is installed), so the server's spans join it.
+pub fn traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
 }
 
 /// Applies ops in order to `s`; on error `s` is left unchanged.

@@ -43,6 +43,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken
+    /// up front (waiting out the busy timeout if another process holds it) instead of
+    /// failing at once when a read transaction tries to upgrade.
+    async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        self.writer.begin_with_options(options).await
+    }
+
     /// True on PostgreSQL (row locks available), false on SQLite.
     fn is_postgres(&self) -> bool {
         self.writer.get_database_backend() == sea_orm::DbBackend::Postgres

@@ -1,9 +1,7 @@
 //! Reading, listing and creating sessions.
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
 use super::{
     Owner, Store, StoreError,
@@ -72,7 +70,7 @@ impl Store {
         rules_version: i64,
         request: Option<RequestKey<'_>>,
     ) -> Result<Session, StoreError> {
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let row = Entity::insert(session_row(new, rules_version))
             .exec_with_returning(&txn)
             .await?;

@@ -1,8 +1,6 @@
 //! World rules: read, put (versioned), and finding sessions normalized with old rules.
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::{
     Store, StoreError,
@@ -40,7 +38,7 @@ impl Store {
         rules: &WorldRules,
         expected: Option<i64>,
     ) -> Result<WorldRules, StoreError> {
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let mut select = world::Entity::find_by_id(rules.world_id);
         if self.is_postgres() {
             select = select.lock_exclusive();

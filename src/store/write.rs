@@ -5,7 +5,6 @@
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::Value;
@@ -52,7 +51,7 @@ impl Store {
         planned: &Planned,
         meta: WriteMeta<'_>,
     ) -> Result<Session, StoreError> {
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let updated = self.conditional_update(&txn, owner, base, planned).await?;
         let Some(updated) = updated else {
             let current = find(&txn, base.id, owner).await?;
@@ -77,7 +76,7 @@ impl Store {
     where
         F: FnOnce(&Session, i64, &WorldRules) -> Result<Option<Planned>, DomainError>,
     {
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let mut select = owned(Entity::find_by_id(id), owner);
         if self.is_postgres() {
             select = select.lock_exclusive();
@@ -112,7 +111,7 @@ impl Store {
         expected: Option<i64>,
         request: Option<RequestKey<'_>>,
     ) -> Result<Session, StoreError> {
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let mut delete = Entity::delete_many().filter(Column::Id.eq(id));
         if let Owner::User(user) = owner {
             delete = delete.filter(Column::UserId.eq(user));

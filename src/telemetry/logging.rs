@@ -1,17 +1,52 @@
-//! The tracing subscriber: human-readable in development, JSON in production.
+//! The tracing subscriber: human-readable in development, JSON in production, plus
+//! OpenTelemetry export when the standard `OTEL_*` variables ask for it.
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
+use super::tracing_otel;
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    match settings.format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
-            .init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).init(),
+/// Keeps the exporter alive; dropping it flushes the spans still buffered.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
     }
+}
+
+/// Installs the global subscriber. Call once, from `main`, inside the runtime.
+pub fn init(settings: &LogSettings) -> Telemetry {
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt_layer = match settings.format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+        LogFormat::Pretty => fmt::layer().compact().boxed(),
+    };
+    let provider = if tracing_otel::otlp_configured() {
+        match tracing_otel::otlp_provider() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("OpenTelemetry export disabled: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let otel = provider.as_ref().map(tracing_otel::layer);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel)
+        .init();
+    Telemetry { provider }
 }

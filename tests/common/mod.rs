@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod dropper;
+pub mod pki;
 pub mod proxy;
 pub mod redis;
 
