@@ -213,7 +213,7 @@ impl Application {
         if let Some(listener) = health_listener {
             let stop = shutdown.clone().cancelled_owned();
             let router = Server::builder().add_service(health_service.clone());
-            tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stop));
         }
 
         let server = &settings.server;
@@ -254,13 +254,24 @@ impl Application {
         };
         tracing::info!(listen = %listener.local_addr().map_err(|e| StartupError::Other(e.to_string()))?, "serving");
         tokio::select! {
-            served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop) => served?,
+            served = router.serve_with_incoming_shutdown(incoming(listener), stop) => served?,
             _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
         }
         store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a response is several small
+/// HTTP/2 frames, and Nagle plus delayed ACKs would hold the last one back ~40 ms.
+fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// TLS from PEM files; with a client CA, clients must present a certificate it signed.

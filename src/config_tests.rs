@@ -91,3 +91,12 @@ fn printed_settings_hide_secrets() {
     }
     assert!(shown.contains("postgres://app:<redacted>@db:5432/sessions"));
 }
+
+#[test]
+fn the_example_file_documents_exactly_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let from_file: Settings = Figment::from(Toml::file_exact(&path))
+        .extract()
+        .expect("example loads");
+    assert_eq!(from_file, Settings::default());
+}

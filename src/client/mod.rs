@@ -40,6 +40,7 @@ pub fn new_request_id() -> String {
 /// SessionService with the conflict-retry loop. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionClient {
+    channel: Channel,
     stub: SessionServiceClient<Channel>,
     credentials: Credentials,
     /// Extra metadata sent with every call (e.g. `x-user-id` for a service acting for a user).
@@ -62,7 +63,8 @@ impl SessionClient {
     /// A client over an existing channel (TLS, load balancing … configured by the caller).
     pub fn new(channel: Channel) -> Self {
         Self {
-            stub: SessionServiceClient::new(channel),
+            stub: SessionServiceClient::new(channel.clone()),
+            channel,
             credentials: Credentials::None,
             extra: Vec::new(),
             policy: RetryPolicy::default(),
@@ -93,6 +95,11 @@ impl SessionClient {
     /// Conflicts, retries and exhaustions so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The channel, for other services on the same server (health, reflection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The generated stub, for calls this type does not wrap.
