@@ -10,13 +10,17 @@ venv's Python, which has PyYAML).
 * Asserts the chart's invariants that a schema cannot see: the probes target the
   plaintext health port, the shutdown timing fits the grace period, the security
   context is locked down, the ConfigMap/Secret mounts match the environment, the
-  migration hook uses the same database Secret, selectors line up, and no Secret
+  migration hook uses the same database Secret, config.toml, extra env and extra
+  volumes as the server, only the hook migrates (the Deployment sets
+  SESSION__DATABASE__MIGRATE_ON_START=false exactly when the hook exists),
+  selectors line up, the egress policy lets the OTLP export out, and no Secret
   object (secret values) is ever rendered.
 * Prints one summary line; exits 1 when an invariant is broken.
 """
 
 import argparse
 import sys
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,6 +28,14 @@ CONFIG_FILE = "/etc/session-service/config.toml"
 TLS_DIR = "/etc/session-service/tls"
 JWT_DIR = "/etc/session-service/jwt"
 READINESS_SERVICE = "pixsim.session.v1.SessionService"
+MIGRATE_ON_START = "SESSION__DATABASE__MIGRATE_ON_START"
+HOOK = "pre-install,pre-upgrade"
+HOOK_DELETE_POLICY = "before-hook-creation,hook-succeeded"
+# Volumes and environment the chart itself gives the server; everything else in the
+# server container comes from extraVolumes/extraVolumeMounts/extraEnv.
+CHART_VOLUMES = {"config", "tmp", "jwt", "tls"}
+CHART_ENV_PREFIXES = ("SESSION__", "OTEL_")
+CHART_ENV = {"DATABASE_URL", "REDIS_URL", "RUST_LOG"}
 
 errors = []
 
@@ -45,6 +57,33 @@ def env_value(container, name):
 
 def port_of(listen):
     return int(listen.rsplit(":", 1)[1])
+
+
+def is_hook(obj):
+    return "helm.sh/hook" in obj["metadata"].get("annotations", {})
+
+
+def mounted_configmap(pod, container, by_kind):
+    """The ConfigMap object mounted at CONFIG_FILE in container, or None."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mount = next((m for m in container.get("volumeMounts", []) if m["mountPath"] == CONFIG_FILE), None)
+    if mount is None or mount.get("subPath") != "config.toml":
+        return None
+    name = volumes.get(mount["name"], {}).get("configMap", {}).get("name")
+    return next((d for d in by_kind.get("ConfigMap", []) if d["metadata"]["name"] == name), None)
+
+
+def extra_env(container):
+    """Environment entries not set by the chart itself (i.e. from extraEnv)."""
+    return [e for e in container.get("env", [])
+            if e["name"] not in CHART_ENV and not e["name"].startswith(CHART_ENV_PREFIXES)]
+
+
+def extra_mounts(pod, container):
+    """(mount, volume) pairs of the volumes the chart does not add itself."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    return [(m, volumes.get(m["name"])) for m in container.get("volumeMounts", [])
+            if m["name"] not in CHART_VOLUMES]
 
 
 def check_hardened(pod, what):
@@ -124,10 +163,20 @@ def check_deployment(dep, by_kind):
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     cfg = mounts.get(CONFIG_FILE)
     if check(cfg is not None, f"Deployment: {CONFIG_FILE} not mounted"):
-        cm_name = volumes[cfg["name"]].get("configMap", {}).get("name")
-        cms = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
-        check(cm_name in cms and "config.toml" in cms[cm_name].get("data", {}),
-              "Deployment: config.toml ConfigMap missing")
+        cm = mounted_configmap(pod, c, by_kind)
+        if check(cm is not None and "config.toml" in cm.get("data", {}),
+                 "Deployment: config.toml ConfigMap missing"):
+            # A hook object would be deleted after the hooks, or not exist yet.
+            check(not is_hook(cm), "Deployment: its ConfigMap must be a regular release object, not a hook")
+
+    # Rate limit: the server takes a float, the chart must pass a plain number.
+    per_second = env_value(c, "SESSION__RATE_LIMIT__PER_SECOND")
+    if per_second is not None:
+        try:
+            ok = float(per_second) >= 0 and "e" not in per_second.lower()
+        except ValueError:
+            ok = False
+        check(ok, f"Deployment: SESSION__RATE_LIMIT__PER_SECOND must be a plain number >= 0, got {per_second!r}")
 
     # Secrets come from existing Secrets only, and their files are mounted.
     db = env.get("DATABASE_URL", {})
@@ -193,30 +242,75 @@ def main():
                 check(sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(),
                       "ServiceMonitor: selector does not match the Service labels")
 
-        for job in by_kind.get("Job", []):
+        dep_pod = dep["spec"]["template"]["spec"]
+        dep_cm = mounted_configmap(dep_pod, container, by_kind)
+        jobs = by_kind.get("Job", [])
+        check(len(jobs) <= 1, f"expected at most one (migration) Job, got {len(jobs)}")
+        # Only the hook migrates: with the hook, the server must not migrate at start
+        # (an older image after `helm rollback` would stop on a newer migration);
+        # without it, the server's default (migrate at start) must stay.
+        migrate_on_start = env_value(container, MIGRATE_ON_START)
+        if jobs:
+            check(migrate_on_start == "false",
+                  f"Deployment: {MIGRATE_ON_START} must be \"false\" while the migration hook runs, "
+                  f"got {migrate_on_start!r}")
+        else:
+            check(MIGRATE_ON_START not in env_map(container),
+                  f"Deployment: {MIGRATE_ON_START} must be unset without the migration hook (nothing else migrates)")
+        for job in jobs:
             ann = job["metadata"].get("annotations", {})
-            check(ann.get("helm.sh/hook") == "pre-install,pre-upgrade", "Job: must be a pre-install,pre-upgrade hook")
-            check(ann.get("helm.sh/hook-delete-policy") == "before-hook-creation,hook-succeeded",
-                  "Job: hook-delete-policy must be before-hook-creation,hook-succeeded")
+            check(ann.get("helm.sh/hook") == HOOK, f"Job: must be a {HOOK} hook")
+            check(ann.get("helm.sh/hook-delete-policy") == HOOK_DELETE_POLICY,
+                  f"Job: hook-delete-policy must be {HOOK_DELETE_POLICY}")
             pod = job["spec"]["template"]["spec"]
             check_hardened(pod, "Job")
             jc = pod["containers"][0]
-            check(jc.get("args") == ["migrate", "up"], "Job: args must be [migrate, up]")
+            want_args = ["migrate", "up", "--config", CONFIG_FILE]
+            check(jc.get("args") == want_args, f"Job: args must be {want_args}, got {jc.get('args')}")
             check(env_map(jc).get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef") == db_ref,
                   "Job: DATABASE_URL must use the Deployment's Secret reference")
             labels = job["spec"]["template"]["metadata"].get("labels", {})
             check(not selector.items() <= labels.items(), "Job: pods must not match the Service/PDB selector")
+            # config.toml: a hook ConfigMap (the release's own one does not exist yet on
+            # first install, and still has the old content during pre-upgrade), created
+            # before the Job, with the server's content.
+            job_cm = mounted_configmap(pod, jc, by_kind)
+            if check(job_cm is not None, f"Job: {CONFIG_FILE} must be mounted (subPath config.toml) from a ConfigMap"):
+                cm_ann = job_cm["metadata"].get("annotations", {})
+                check(cm_ann.get("helm.sh/hook") == HOOK, f"Job: its ConfigMap must be a {HOOK} hook")
+                check(cm_ann.get("helm.sh/hook-delete-policy") == HOOK_DELETE_POLICY,
+                      f"Job: its ConfigMap's hook-delete-policy must be {HOOK_DELETE_POLICY}")
+                check(int(cm_ann.get("helm.sh/hook-weight", "0")) < int(ann.get("helm.sh/hook-weight", "0")),
+                      "Job: its ConfigMap must have a lower hook-weight than the Job (created first)")
+                check(dep_cm is not None and job_cm.get("data") == dep_cm.get("data"),
+                      "Job: its config.toml differs from the Deployment's")
+            # extraEnv and extraVolumes/extraVolumeMounts reach the Job as well.
+            jenv = env_map(jc)
+            for e in extra_env(container):
+                check(jenv.get(e["name"]) == e, f"Job: extra env {e['name']} of the Deployment missing or different")
+            jmounts = {(m["name"], m["mountPath"]): (m, v) for m, v in extra_mounts(pod, jc)}
+            for m, v in extra_mounts(dep_pod, container):
+                check(jmounts.get((m["name"], m["mountPath"])) == (m, v),
+                      f"Job: extra volume {m['name']} at {m['mountPath']} of the Deployment missing or different")
 
         for pdb in by_kind.get("PodDisruptionBudget", []):
             check(pdb["spec"]["selector"]["matchLabels"] == selector, "PDB: selector differs from the Deployment's")
         for hpa in by_kind.get("HorizontalPodAutoscaler", []):
             check(hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"], "HPA: wrong scale target")
             check("replicas" not in dep["spec"], "Deployment: replicas must be unset when the HPA is on")
+        otlp = env_value(container, "OTEL_EXPORTER_OTLP_ENDPOINT")
         for np in by_kind.get("NetworkPolicy", []):
             check(np["spec"]["podSelector"]["matchLabels"] == selector, "NetworkPolicy: podSelector differs")
             for rule in np["spec"].get("ingress", []):
                 for p in rule.get("ports", []):
                     check(p["port"] in ports, f"NetworkPolicy: ingress port {p['port']} is not a container port")
+            if otlp and "Egress" in np["spec"].get("policyTypes", []):
+                # OTLP over gRPC (the only exporter): the endpoint's port must get out.
+                u = urlsplit(otlp)
+                port = u.port or (443 if u.scheme == "https" else 80)
+                check(any("ports" not in r or any(p.get("port") == port for p in r["ports"])
+                          for r in np["spec"].get("egress", [])),
+                      f"NetworkPolicy: egress does not allow the OTLP endpoint's port {port}")
 
     kept = [d for d in docs if d["kind"] not in args.skip_kind]
     skipped = [d["kind"] for d in docs if d["kind"] in args.skip_kind]

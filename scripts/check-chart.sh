@@ -4,13 +4,15 @@
 #   1. `helm lint --strict` with every value set in helm/session-service/ci/;
 #   2. `helm template` of each value set, then scripts/chart-manifests.py (chart
 #      invariants: probes on the plaintext health port, shutdown timing, security
-#      context, mounts, selectors, no Secret objects) and `kubernetes-validate
+#      context, mounts, only the hook Job migrates and it gets the server's config,
+#      extra env and volumes, selectors, OTLP egress, no Secret objects) and `kubernetes-validate
 #      --strict` of every manifest against each of $K8S_VERSIONS;
 #      ServiceMonitor (a Prometheus Operator CRD, no built-in schema) is the one
 #      kind filtered out before kubernetes-validate; the invariants check it instead;
 #   3. NOTES.txt renders (helm install --dry-run=client) with the grpcurl commands;
 #   4. extra positive cases set on the command line (e.g. auth.mode=none with the
-#      explicit opt-in adds --insecure-allow-no-auth);
+#      explicit opt-in adds --insecure-allow-no-auth; migrations off leaves the
+#      server's migrate-at-start alone; fractional rate limits);
 #   5. negative cases: wrong values must make `helm template` FAIL, and with the
 #      expected message (a schema or template error, not some unrelated breakage).
 #
@@ -134,6 +136,31 @@ if log="$(render)" && ! grep -q -- "--insecure-allow-no-auth" <<<"$log" \
 else
   bad "defaults: insecure flag / PDB" "$log"
 fi
+# Migrations off: no hook objects, and the server keeps migrating at start (the
+# invariants check that SESSION__DATABASE__MIGRATE_ON_START is then unset).
+if log="$(render --set migrations.enabled=false)" && printf '%s\n' "$log" >"$out/no-migrations.yaml" \
+  && ! grep -q "^kind: Job" <<<"$log" && ! grep -q "helm.sh/hook" <<<"$log" \
+  && log="$("$venv_python" scripts/chart-manifests.py "$out/no-migrations.yaml" \
+    --out "$out/no-migrations.validate.yaml" "${skip_args[@]}" 2>&1)"; then
+  ok "migrations.enabled=false: no hook Job/ConfigMap, MIGRATE_ON_START unset; invariants OK"
+else
+  bad "migrations.enabled=false" "$log"
+fi
+# More than one pod without Redis only with the explicit (not recommended) opt-in.
+if log="$(render --set redis.enabled=false --set redis.allowReplicasWithoutRedis=true)" \
+  && grep -q "^  replicas: 2$" <<<"$log" && ! grep -q "name: REDIS_URL" <<<"$log"; then
+  ok "redis.enabled=false + allowReplicasWithoutRedis renders 2 replicas without REDIS_URL"
+else
+  bad "redis.enabled=false + allowReplicasWithoutRedis" "$log"
+fi
+# rateLimit.perSecond is a float for the server: fractions stay, whole numbers stay integers.
+per_second() { grep -A1 "name: SESSION__RATE_LIMIT__PER_SECOND" <<<"$1" | sed -n 's/^ *value: //p'; }
+if log="$(render --set-json rateLimit.perSecond=0.25)" && [[ "$(per_second "$log")" == '"0.25"' ]] \
+  && log="$(render --set-json rateLimit.perSecond=2500000)" && [[ "$(per_second "$log")" == '"2500000"' ]]; then
+  ok "rateLimit.perSecond 0.25 and 2500000 render as \"0.25\" and \"2500000\""
+else
+  bad "rateLimit.perSecond rendering" "$log"
+fi
 
 # --- 5. negative cases: "value|expected message" --------------------------------------
 negatives=(
@@ -156,6 +183,10 @@ negatives=(
   "metrics.enabled=false,metrics.serviceMonitor.enabled=true|metrics.serviceMonitor.enabled needs metrics.enabled"
   "podDisruptionBudget.minAvailable=2|podDisruptionBudget.minAvailable (2) must be below"
   "autoscaling.enabled=true,autoscaling.minReplicas=5,autoscaling.maxReplicas=2|must not exceed"
+  "rateLimit.perSecond=-1|at '/rateLimit/perSecond': minimum"
+  "redis.allowReplicasWithoutRedis=yes|at '/redis/allowReplicasWithoutRedis': got string, want boolean"
+  "replicaCount=2,redis.enabled=false|replicaCount=2 needs redis.enabled=true"
+  "autoscaling.enabled=true,redis.enabled=false|autoscaling.enabled needs redis.enabled=true"
 )
 # helm lint applies the schema too (it does not execute `fail`, so the cross-field
 # template checks above are covered by helm template only).

@@ -19,7 +19,7 @@ use crate::{
         SessionApi,
         auth::{AuthSetupError, Authenticator},
         edge::EdgeLayer,
-        health,
+        health::{self, Health},
     },
     pb::{self, session_service_server::SessionServiceServer},
     service::{ServiceSettings, Sessions},
@@ -197,12 +197,16 @@ impl Application {
         } = self;
         let store = sessions.store().clone();
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        health::set(&reporter, true).await;
+        let probe_port = health_listener
+            .as_ref()
+            .map(|_| tonic_health::server::health_reporter());
+        let health = Health::new(reporter, probe_port.as_ref().map(|(r, _)| r.clone()));
+        health.start().await;
         sessions.spawn_background();
         let probe_every = Duration::from_millis(settings.database.health_probe_interval_ms.max(100));
         tokio::spawn(health::probe_forever(
             store.clone(),
-            reporter.clone(),
+            health.clone(),
             probe_every,
             shutdown.clone(),
         ));
@@ -210,9 +214,13 @@ impl Application {
             let stop = shutdown.clone().cancelled_owned();
             tokio::spawn(serve_metrics(listener, metrics.clone(), store.clone(), stop));
         }
-        if let Some(listener) = health_listener {
+        if let (Some(listener), Some((_, probe_service))) = (health_listener, probe_port) {
             let stop = shutdown.clone().cancelled_owned();
-            let router = Server::builder().add_service(health_service.clone());
+            let (v1, v1alpha) = reflection(settings.server.reflection)?;
+            let router = Server::builder()
+                .add_service(probe_service)
+                .add_optional_service(v1)
+                .add_optional_service(v1alpha);
             tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stop));
         }
 
@@ -244,7 +252,7 @@ impl Application {
         let stop = async move {
             signal.await;
             tracing::info!("stopping: draining in-flight requests");
-            health::set(&reporter, false).await;
+            health.stopping().await;
             stopping.cancel();
         };
         let grace = Duration::from_secs(server.shutdown_grace_secs);

@@ -15,7 +15,16 @@ use tonic_health::pb::{
 };
 
 async fn health(app: &TestApp, service: &str) -> ServingStatus {
-    let mut h = HealthClient::new(app.channel().await);
+    health_at(app.addr, service).await
+}
+
+async fn health_at(addr: std::net::SocketAddr, service: &str) -> ServingStatus {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = HealthClient::new(channel);
     let r = h
         .check(HealthCheckRequest {
             service: service.into(),
@@ -148,6 +157,7 @@ async fn a_lost_database_means_unavailable_and_not_serving_until_it_returns() {
     let mut settings = test_settings(&db);
     settings.database.url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     settings.database.acquire_timeout_ms = 500;
+    settings.server.health_listen = Some(([127, 0, 0, 1], 0).into());
     assert_ne!(
         settings.database.url, db.url,
         "the test database goes through the proxy"
@@ -184,6 +194,13 @@ async fn a_lost_database_means_unavailable_and_not_serving_until_it_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, ServingStatus::NotServing);
+    // The probe port: not ready, but alive (no restarts during a database outage).
+    let probes = app.health_addr.expect("probe port");
+    assert_eq!(
+        health_at(probes, "pixsim.session.v1.SessionService").await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(health_at(probes, "").await, ServingStatus::Serving);
 
     proxy.restore();
     let mut recovered = false;

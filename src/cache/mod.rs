@@ -44,6 +44,18 @@ pub trait SessionCache: Send + Sync + 'static {
     /// Tells watchers on every replica that the session changed.
     async fn publish(&self, notice: Notice);
 
+    /// After a committed write: write through, then tell watchers everywhere.
+    async fn committed(&self, session: &Session) {
+        self.fill(session).await;
+        self.publish(Notice::updated(session.id, session.version)).await;
+    }
+
+    /// After a committed delete: tombstone, then tell watchers everywhere.
+    async fn deleted(&self, id: i64) {
+        self.tombstone(id).await;
+        self.publish(Notice::deleted(id)).await;
+    }
+
     /// Notices for one session, newest wins.
     fn subscribe(&self, id: i64) -> Subscription;
 

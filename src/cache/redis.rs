@@ -27,14 +27,20 @@ use crate::{domain::Session, telemetry::Metrics, wire::pb};
 /// The one cache-fill script: set only if the cached version is older or absent.
 /// A tombstone carries the largest version, so nothing overwrites it until it expires.
 /// Idempotent, so fred re-sending it after a reconnect is harmless.
+/// After a commit it also publishes the notice (ARGV[4] channel, ARGV[5] message), so
+/// a write-through costs one round trip.
 const FILL_LUA: &str = r"
 local held = redis.call('HGET', KEYS[1], 'v')
-if held and tonumber(held) >= tonumber(ARGV[1]) then
-  return 0
+local stored = 0
+if not held or tonumber(held) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  stored = 1
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+if ARGV[4] then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return stored
 ";
 
 /// 2^53: larger than any version, exact in Lua's doubles.
@@ -139,9 +145,28 @@ impl RedisCache {
 
     /// Runs the fill script, loading it on NOSCRIPT (first use, or after a restart or flush).
     async fn run_fill(&self, id: i64, version: i64, data: Vec<u8>, ttl_ms: i64) -> Result<i64, Error> {
+        self.run_script(id, version, data, ttl_ms, None).await
+    }
+
+    /// The fill script, optionally publishing `notice` in the same round trip.
+    async fn run_script(
+        &self,
+        id: i64,
+        version: i64,
+        data: Vec<u8>,
+        ttl_ms: i64,
+        notice: Option<Notice>,
+    ) -> Result<i64, Error> {
         let client = self.client();
         let key = self.key(id);
-        let args = || -> Vec<Value> { vec![version.into(), data.as_slice().into(), ttl_ms.into()] };
+        let args = || -> Vec<Value> {
+            let mut args: Vec<Value> = vec![version.into(), data.as_slice().into(), ttl_ms.into()];
+            if let Some(n) = notice {
+                args.push(self.channel.as_str().into());
+                args.push(n.encode().into());
+            }
+            args
+        };
         match client
             .evalsha::<i64, _, _, _>(self.script.sha1().clone(), key.clone(), args())
             .await
@@ -347,6 +372,43 @@ impl SessionCache for RedisCache {
         let sent: Result<i64, _> = self.client().publish(self.channel.clone(), notice.encode()).await;
         if let Err(error) = sent {
             self.failed("publish", &error);
+        }
+    }
+
+    async fn committed(&self, session: &Session) {
+        let notice = Notice::updated(session.id, session.version);
+        self.hub.notify(notice);
+        let data = pb::GameSession::from(session).encode_to_vec();
+        match self
+            .run_script(session.id, session.version, data, self.ttl_ms, Some(notice))
+            .await
+        {
+            Ok(_) => self.succeeded(),
+            Err(error) => {
+                self.failed("write-through", &error);
+                self.mark_dirty(session.id, Some(session.clone()));
+            }
+        }
+    }
+
+    async fn deleted(&self, id: i64) {
+        let notice = Notice::deleted(id);
+        self.hub.notify(notice);
+        match self
+            .run_script(
+                id,
+                TOMBSTONE_VERSION,
+                Vec::new(),
+                self.tombstone_ttl_ms,
+                Some(notice),
+            )
+            .await
+        {
+            Ok(_) => self.succeeded(),
+            Err(error) => {
+                self.failed("tombstone", &error);
+                self.mark_dirty(id, None);
+            }
         }
     }
 

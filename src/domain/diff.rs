@@ -2,43 +2,57 @@
 
 use serde_json::{Value, json};
 
-use super::{JsonMap, Session};
+use super::{JsonMap, Session, json::encoded_len};
 
 /// Values whose JSON encoding is longer than this are left out of a diff.
 const SMALL: usize = 1024;
 
-/// `{field: {"old": …, "new": …}}` for every changed field; large values become
-/// `{"changed": true}`. With no `old` (a created session) only `new` values appear.
+/// `{field: {"old": …, "new": …}}` for every changed field; values whose JSON is
+/// over 1 KiB become `{"changed": true}`. With no `old` (a created session) only
+/// `new` values appear. Large objects are measured before they are copied.
 pub fn diff(old: Option<&Session>, new: &Session) -> JsonMap {
-    let fields = |s: &Session| {
-        [
-            ("current_node_id", json!(s.current_node_id)),
-            ("world_time", json!(s.world_time)),
-            ("flags", Value::Object(s.flags.clone())),
-            ("relationships", Value::Object(s.relationships.clone())),
-        ]
-    };
     let mut out = JsonMap::new();
-    let new_fields = fields(new);
-    let old_fields = old.map(fields);
-    for (i, (name, new_value)) in new_fields.into_iter().enumerate() {
-        let old_value = old_fields.as_ref().map(|f| f[i].1.clone());
-        if old_value.as_ref() == Some(&new_value) {
-            continue;
-        }
-        out.insert(name.into(), entry(old_value, new_value));
+    let mut put = |name: &str, old: Option<Option<Value>>, new: Option<Value>| {
+        out.insert(name.into(), entry(old, new));
+    };
+    if old.is_none_or(|o| o.current_node_id != new.current_node_id) {
+        put(
+            "current_node_id",
+            old.map(|o| Some(json!(o.current_node_id))),
+            Some(json!(new.current_node_id)),
+        );
+    }
+    if old.is_none_or(|o| o.world_time != new.world_time) {
+        put(
+            "world_time",
+            old.map(|o| Some(json!(o.world_time))),
+            Some(json!(new.world_time)),
+        );
+    }
+    if old.is_none_or(|o| o.flags != new.flags) {
+        put("flags", old.map(|o| small(&o.flags)), small(&new.flags));
+    }
+    if old.is_none_or(|o| o.relationships != new.relationships) {
+        put(
+            "relationships",
+            old.map(|o| small(&o.relationships)),
+            small(&new.relationships),
+        );
     }
     out
 }
 
-fn entry(old: Option<Value>, new: Value) -> Value {
-    let small = |v: &Value| serde_json::to_string(v).is_ok_and(|s| s.len() <= SMALL);
-    if !small(&new) || old.as_ref().is_some_and(|o| !small(o)) {
-        return json!({ "changed": true });
-    }
-    match old {
-        Some(old) => json!({ "old": old, "new": new }),
-        None => json!({ "new": new }),
+/// A copy of the object if its JSON fits in [`SMALL`] bytes.
+fn small(map: &JsonMap) -> Option<Value> {
+    (encoded_len(map) <= SMALL).then(|| Value::Object(map.clone()))
+}
+
+/// `old` is `None` for a created session, `Some(None)` when the old value was too large.
+fn entry(old: Option<Option<Value>>, new: Option<Value>) -> Value {
+    match (old, new) {
+        (Some(None), _) | (_, None) => json!({ "changed": true }),
+        (Some(Some(old)), Some(new)) => json!({ "old": old, "new": new }),
+        (None, Some(new)) => json!({ "new": new }),
     }
 }
 

@@ -86,7 +86,13 @@ struct Inner {
     rules_changed: Notify,
     /// Cancelled at shutdown: ends watch streams and background tasks.
     shutdown: CancellationToken,
+    /// Writers without an expected version queue here per session (striped), so on
+    /// one replica they take turns instead of conflicting in the database.
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Lock stripes for unguarded writers; sessions that share a stripe just take turns.
+const STRIPES: usize = 256;
 
 impl Sessions {
     pub fn new(
@@ -104,6 +110,7 @@ impl Sessions {
                 settings,
                 rules_changed: Notify::new(),
                 shutdown,
+                stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             }),
         }
     }

@@ -2,10 +2,10 @@
 
 use super::{Caller, ServiceError, Sessions, plan::plan};
 use crate::{
-    cache::{Lookup, Notice},
+    cache::Lookup,
     domain::RequestId,
     domain::{Change, Session, WorldRules, Write, normalize_relationships},
-    store::{RequestKey, RequestRecord, StoreError, WriteMeta, Written},
+    store::{RequestKey, RequestRecord, Store, StoreError, WriteMeta, Written},
     wire::CreateRequest,
 };
 
@@ -22,7 +22,7 @@ impl Sessions {
     #[tracing::instrument(skip(self, req), fields(user_id = caller.user_id, session_id))]
     pub async fn create(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
         let limits = &self.inner.settings.json_limits;
-        let mut session = req.new.to_session(caller.user_id, chrono::Utc::now());
+        let mut session = req.new.to_session(caller.user_id, Store::now());
         let rules = self.rules_for(session.world_id).await?;
         normalize_relationships(&mut session.relationships, &rules)?;
         session.check_limits(limits)?;
@@ -126,9 +126,63 @@ impl Sessions {
         }
     }
 
-    /// Without an expected version: serialize on the row, so concurrent writers all
-    /// succeed in turn (MutateSession never answers ABORTED this way).
+    /// Without an expected version, concurrent writers all succeed in turn
+    /// (MutateSession never answers ABORTED). Writers of one session queue in this
+    /// process, then compare-and-set from the freshest known version: one statement
+    /// per write. Only if other replicas keep winning does it lock the row instead.
     pub(super) async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
+        /// Optimistic rounds before falling back to the row lock.
+        const ATTEMPTS: usize = 4;
+        if matches!(w.change, Change::Renormalize) {
+            return self.locked(caller, w).await;
+        }
+        let id = w.session_id.get();
+        let _turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
+            .lock()
+            .await;
+        let mut base = self.freshest(caller, id).await?;
+        let limits = self.inner.settings.json_limits;
+        for _ in 0..ATTEMPTS {
+            let rules = self.rules_for(base.world_id).await?;
+            let Some(planned) = plan(&base, None, &w.change, &rules, &limits)? else {
+                return Ok(Written {
+                    session: base,
+                    changed: false,
+                });
+            };
+            match self
+                .inner
+                .store
+                .cas(caller.owner(), &base, &planned, self.meta(caller, w))
+                .await
+            {
+                Ok(updated) => {
+                    self.committed(&updated).await;
+                    return Ok(Written {
+                        session: updated,
+                        changed: true,
+                    });
+                }
+                // Another replica wrote meanwhile: go again from its version.
+                Err(StoreError::Conflict(current)) => base = *current,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.locked(caller, w).await
+    }
+
+    /// The newest session we can know without locking: the cache, else the database.
+    async fn freshest(&self, caller: &Caller, id: i64) -> Result<Session, ServiceError> {
+        match self.inner.cache.get(id).await {
+            Lookup::Hit(s) if caller.may_see(s.user_id) => Ok((*s).clone()),
+            Lookup::Deleted => Err(ServiceError::NotFound),
+            _ => self.read_through(caller, id).await,
+        }
+    }
+
+    /// Reads the row under a lock (queueing behind other writers in the database),
+    /// computes, writes. Cannot conflict.
+    async fn locked(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
         let limits = self.inner.settings.json_limits;
         let meta = self.meta(caller, w);
         let change = &w.change;
@@ -163,8 +217,7 @@ impl Sessions {
             }
             other => other?,
         };
-        self.inner.cache.tombstone(deleted.id).await;
-        self.inner.cache.publish(Notice::deleted(deleted.id)).await;
+        self.inner.cache.deleted(deleted.id).await;
         Ok(None)
     }
 
@@ -234,10 +287,6 @@ impl Sessions {
 
     /// After a commit: write through to the cache, then tell watchers everywhere.
     pub(super) async fn committed(&self, session: &Session) {
-        self.inner.cache.fill(session).await;
-        self.inner
-            .cache
-            .publish(Notice::updated(session.id, session.version))
-            .await;
+        self.inner.cache.committed(session).await;
     }
 }

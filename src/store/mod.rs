@@ -10,6 +10,7 @@ pub mod entity;
 mod error;
 mod events;
 pub mod migrate;
+mod pg_write;
 mod requests;
 mod sessions;
 mod world;

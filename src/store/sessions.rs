@@ -93,8 +93,10 @@ impl Store {
         Ok(created)
     }
 
-    /// The time writes stamp on rows.
-    pub(super) fn now() -> chrono::DateTime<Utc> {
-        Utc::now()
+    /// The time writes stamp on rows, in microseconds as PostgreSQL keeps it, so
+    /// what a write returns equals what a later read (or a replay) returns.
+    pub(crate) fn now() -> chrono::DateTime<Utc> {
+        use chrono::SubsecRound;
+        Utc::now().trunc_subsecs(6)
     }
 }

@@ -13,6 +13,7 @@ use super::{
     Owner, Store, StoreError,
     convert::session_from,
     entity::session::{Column, Entity},
+    pg_write,
     requests::RequestKey,
     sessions::{find, owned},
 };
@@ -51,6 +52,16 @@ impl Store {
         planned: &Planned,
         meta: WriteMeta<'_>,
     ) -> Result<Session, StoreError> {
+        if self.is_postgres() {
+            let now = Self::now();
+            let written =
+                pg_write::write_planned(&self.writer, owner, base, planned, meta, self.max_events, now)
+                    .await?;
+            return match written {
+                Some(updated) => Ok(updated),
+                None => Err(self.conflict_or_missing(base.id, owner).await),
+            };
+        }
         let txn = self.begin_write().await?;
         let updated = self.conditional_update(&txn, owner, base, planned).await?;
         let Some(updated) = updated else {
@@ -60,6 +71,15 @@ impl Store {
         self.record(&txn, base, &updated, meta).await?;
         txn.commit().await?;
         Ok(updated)
+    }
+
+    /// After a guard failed: the current row (a conflict), or NOT_FOUND.
+    async fn conflict_or_missing(&self, id: i64, owner: Owner) -> StoreError {
+        match find(&self.writer, id, owner).await {
+            Ok(Some(current)) => StoreError::Conflict(Box::new(current)),
+            Ok(None) => StoreError::NotFound,
+            Err(e) => e,
+        }
     }
 
     /// Reads the session under a row lock (PostgreSQL `FOR UPDATE`; on SQLite the
@@ -91,11 +111,20 @@ impl Store {
                 changed: false,
             });
         };
-        let updated = self
-            .conditional_update(&txn, owner, &current, &planned)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("locked row changed under its lock".into()))?;
-        self.record(&txn, &current, &updated, meta).await?;
+        let locked_out = || StoreError::Corrupt("locked row changed under its lock".into());
+        let updated = if self.is_postgres() {
+            let now = Self::now();
+            pg_write::write_planned(&txn, owner, &current, &planned, meta, self.max_events, now)
+                .await?
+                .ok_or_else(locked_out)?
+        } else {
+            let updated = self
+                .conditional_update(&txn, owner, &current, &planned)
+                .await?
+                .ok_or_else(locked_out)?;
+            self.record(&txn, &current, &updated, meta).await?;
+            updated
+        };
         txn.commit().await?;
         Ok(Written {
             session: updated,

@@ -128,6 +128,39 @@ Usage:
 {{- end }}
 
 {{/*
+A number as an environment value, never in exponent notation (values files hand
+Helm every number as a float, which prints 4194304 as 4.194304e+06, and the server's
+settings loader reads "1e-05" as a string): whole numbers as integers, others as
+decimals (0.5, 12345678.5). Below 1e-15 the decimal would round to "0." (which
+reads as 0, "off"), so such a value keeps Go's notation and fails loudly instead.
+*/}}
+{{- define "session-service.number" -}}
+{{- if kindIs "string" . }}{{ . }}
+{{- else if eq (float64 .) (floor .) }}{{ int64 . }}
+{{- else }}
+{{- $s := regexReplaceAll "0+$" (printf "%.15f" (float64 .)) "" }}
+{{- if regexMatch "^-?0\\.$" $s }}{{ . }}{{ else }}{{ $s }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* data.config.toml of the server's ConfigMap and of the migration hook's copy. */}}
+{{- define "session-service.configData" -}}
+config.toml: |
+  # session-service configuration, rendered from the chart value `configToml`.
+  # Mounted at {{ include "session-service.configFile" . }} and read with `--config` (by
+  # `serve` and by the migration Job's `migrate up`).
+  # The SESSION__* environment variables the chart sets take precedence over this file.
+  {{- with .Values.configToml }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Name of the migration hook Job and of its config.toml ConfigMap. */}}
+{{- define "session-service.migrateName" -}}
+{{- printf "%s-migrate" (include "session-service.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 Cross-field checks that a JSON schema cannot express clearly. Included by the
 Deployment, so any `helm template/install/upgrade` fails early with a clear message.
 */}}
@@ -164,6 +197,9 @@ Deployment, so any `helm template/install/upgrade` fails early with a clear mess
 {{- end }}
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
+{{- end }}
+{{- if and (not $v.redis.enabled) (or $v.autoscaling.enabled (gt ($v.replicaCount | int) 1)) (not $v.redis.allowReplicasWithoutRedis) }}
+{{- fail (printf "%s needs redis.enabled=true: without Redis each replica caches on its own, serves versions another replica already replaced, and WatchSession misses the other replicas' writes. Set redis.enabled=true (REDIS_URL from redis.existingSecret), run replicaCount=1 without autoscaling, or set redis.allowReplicasWithoutRedis=true to accept that (not recommended)" (ternary "autoscaling.enabled" (printf "replicaCount=%d" ($v.replicaCount | int)) $v.autoscaling.enabled)) }}
 {{- end }}
 {{- if $v.autoscaling.enabled }}
 {{- if gt ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int) }}

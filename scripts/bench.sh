@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmarks session-service against PostgreSQL and Redis themselves, on this machine,
+# and writes BENCHMARKS.md (method, results table, raw JSON).
+#
+#   scripts/bench.sh                 # 10 s per scenario, concurrency 32
+#   BENCH_DURATION=3s scripts/bench.sh --out /tmp/bench.md   # a quick look
+#
+# Floors and ceilings, measured in the same run:
+#   pgbench with scripts/bench/cas.sql       the service's conditional UPDATE … RETURNING
+#   pgbench with scripts/bench/increment.sql one hot row incremented by every client
+#   redis-benchmark GET with the same value size
+#   session-bench health                     grpc.health.v1 Check: this server's gRPC floor
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=BENCHMARKS.md
+[ "${1:-}" = "--out" ] && out="$2"
+pg_admin="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+redis_url="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
+duration="${BENCH_DURATION:-10s}"
+secs="${duration%s}"
+conc="${BENCH_CONCURRENCY:-32}"
+payload=1024
+port=50151
+work="$(mktemp -d)"
+db="sessbench_$$"
+db_url="${pg_admin%/*}/$db"
+
+cleanup() {
+  [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  psql "$pg_admin" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building release binaries"
+cargo build --release --bin session-service --bin session-bench
+svc=target/release/session-service
+bench=target/release/session-bench
+
+echo "== database $db"
+psql "$pg_admin" -qc "create database $db"
+DATABASE_URL="$db_url" "$svc" migrate up >/dev/null
+
+echo "== floors: pgbench and redis-benchmark"
+psql "$db_url" -qc "insert into game_sessions (user_id, scene_id, current_node_id, flags, relationships, world_time, version, created_at, updated_at)
+  select 9, 1, 1, jsonb_build_object('blob', repeat('x', $payload - 32), 'counter', 0), '{}'::jsonb, 0, 1, now(), now()
+  from generate_series(1, $conc)"
+pgbench -n -c "$conc" -j 2 -T "$secs" -D v=1 -f scripts/bench/cas.sql "$db_url" > "$work/pgbench-cas.txt" 2>&1
+pgbench -n -c "$conc" -j 2 -T "$secs" -f scripts/bench/increment.sql "$db_url" > "$work/pgbench-incr.txt" 2>&1
+redis_host="${redis_url#redis://}"
+redis-benchmark -h "${redis_host%:*}" -p "${redis_host##*:}" -t get -d "$payload" -c "$conc" -n 200000 -q > "$work/redis.txt" 2>&1
+psql "$db_url" -qc "delete from game_sessions"
+
+echo "== server (release) on PostgreSQL + Redis"
+DATABASE_URL="$db_url" REDIS_URL="$redis_url" SESSION__REDIS__KEY_PREFIX="bench:$$:" \
+  SESSION__SERVER__LISTEN="127.0.0.1:$port" SESSION__DATABASE__MAX_CONNECTIONS=32 \
+  SESSION__SERVER__CONCURRENCY_LIMIT=4096 RUST_LOG=warn "$svc" serve > "$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 50); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+run() {
+  local name="$1"; shift
+  echo "   $name $*"
+  "$bench" --url "http://127.0.0.1:$port" --json --duration "$duration" --payload-bytes "$payload" "$@" > "$work/$name.json"
+}
+echo "== session-bench"
+run health --scenario health --concurrency "$conc"
+run get --scenario get --concurrency "$conc"
+run update --scenario update --concurrency "$conc"
+run hot --scenario hot --concurrency "$conc"
+run mutate-hot --scenario mutate-hot --concurrency "$conc"
+run watch --scenario watch --concurrency "$conc"
+run get-256 --scenario get --concurrency 256 --connections 16
+grep VmHWM "/proc/$server_pid/status" | awk '{print $2}' > "$work/rss-kib.txt"
+
+echo "== writing $out"
+python3 scripts/bench/report.py "$work" "$out" "$conc" "$duration" "$payload"
