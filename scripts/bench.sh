@@ -23,7 +23,9 @@ payload=1024
 port=50151
 work="$(mktemp -d)"
 db="sessbench_$$"
-db_url="${pg_admin%/*}/$db"
+# Loopback, no TLS: the same DSN for pgbench and the server, so neither pays for
+# encryption the other does not.
+db_url="${pg_admin%/*}/$db?sslmode=disable"
 
 cleanup() {
   [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
@@ -33,9 +35,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building release binaries"
-cargo build --release --bin session-service --bin session-bench
-svc=target/release/session-service
-bench=target/release/session-bench
+cargo build --profile "${BENCH_PROFILE:-release}" --bin session-service --bin session-bench
+svc="target/${BENCH_PROFILE:-release}/session-service"
+bench="target/${BENCH_PROFILE:-release}/session-bench"
 
 echo "== database $db"
 psql "$pg_admin" -qc "create database $db"

@@ -3,22 +3,20 @@
 //! write is a single round trip in autocommit instead of BEGIN … COMMIT.
 //!
 //!   WITH u AS (UPDATE game_sessions SET …, version = version + 1
-//!              WHERE id = $ AND version = $ [AND user_id = $] RETURNING *),
+//!              WHERE id = $ AND version = $ [AND user_id = $] RETURNING id, version, updated_at),
 //!        e AS (INSERT INTO session_events … SELECT … FROM u),
 //!       [r AS (INSERT INTO request_ids … SELECT … FROM u),]
 //!       [p AS (DELETE FROM session_events WHERE … AND EXISTS (SELECT 1 FROM u))]
-//!   SELECT * FROM u
+//!   SELECT version FROM u
 //!
 //! No row back means the guard failed (conflict or not found), and nothing was written.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, Value as SqlValue};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as SqlValue};
 use serde_json::Value;
 
 use super::{
     Owner, StoreError,
-    convert::session_from,
-    entity::session::Entity,
     error::is_unique_violation,
     write::{Planned, WriteMeta},
 };
@@ -81,7 +79,9 @@ pub(super) async fn write_planned<C: ConnectionTrait>(
         p.add(Value::Object(diff(Some(base), next))),
     );
     let mut sql = format!(
-        "WITH u AS (UPDATE game_sessions SET {} WHERE {guard} RETURNING *), e AS ({event})",
+        // Only the version comes back: every other column is what was just written,
+        // so the JSON need not travel back and be parsed again.
+        "WITH u AS (UPDATE game_sessions SET {} WHERE {guard} RETURNING id, version, updated_at), e AS ({event})",
         sets.join(", ")
     );
     if let Some(key) = meta.request {
@@ -108,11 +108,14 @@ pub(super) async fn write_planned<C: ConnectionTrait>(
             p.add(cut)
         ));
     }
-    sql.push_str(" SELECT * FROM u");
+    sql.push_str(" SELECT version FROM u");
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, p.0);
-    match Entity::find().from_raw_sql(statement).one(db).await {
-        Ok(row) => row.map(session_from).transpose(),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateRequest),
-        Err(e) => Err(e.into()),
-    }
+    let row = match db.query_one_raw(statement).await {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateRequest),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(row) = row else { return Ok(None) };
+    let version: i64 = row.try_get("", "version")?;
+    Ok(Some(Session { version, updated_at: now, ..next.clone() }))
 }
