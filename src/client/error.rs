@@ -47,16 +47,23 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Exhausted { status, .. } | Self::Status(status) => is_transient(status.code()),
+            Self::Exhausted { status, .. } | Self::Status(status) => is_transient(status),
             _ => false,
         }
     }
 }
 
-/// UNAVAILABLE and DEADLINE_EXCEEDED: the request may not have arrived (or its
-/// answer was lost); resending the same request with the same request id is safe.
-pub(crate) fn is_transient(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+/// UNAVAILABLE and DEADLINE_EXCEEDED, and a connection that broke under the call
+/// (tonic reports those as CANCELLED or UNKNOWN with the transport error as source;
+/// a status the server sent has no source): the request may not have arrived, or
+/// its answer was lost. Resending the same request with the same request id is safe.
+pub(crate) fn is_transient(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => true,
+        Code::Cancelled | Code::Unknown => status.source().is_some(),
+        _ => false,
+    }
 }
 
 /// What the retry loop has had to do, since the client was made.

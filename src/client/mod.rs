@@ -185,6 +185,20 @@ impl SessionClient {
             .await
     }
 
+    /// [`update_from`](Self::update_from) with a request id of the caller's: retrying
+    /// with the same id after any failure (even after a restart, if the id was kept)
+    /// applies the change at most once.
+    pub async fn update_idempotent<F>(&self, base: Session, request_id: String, mut f: F) -> Result<Session, ClientError>
+    where
+        F: FnMut(&mut Session),
+    {
+        self.try_update_from(base, request_id, |s| {
+            f(s);
+            Ok(())
+        })
+        .await
+    }
+
     pub(crate) async fn try_update_from<F>(
         &self,
         base: Session,
@@ -278,7 +292,7 @@ impl SessionClient {
             attempts += 1;
             match call(self.stub.clone(), self.request(msg.clone())).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(s) if error::is_transient(s.code()) => match delays.next() {
+                Err(s) if error::is_transient(&s) => match delays.next() {
                     Some(d) => {
                         self.stats.retry();
                         tokio::time::sleep(d).await;

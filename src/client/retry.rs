@@ -182,7 +182,7 @@ where
                         None => Err(Failure::Fatal(ClientError::Status(status))),
                     }
                 }
-                Err(status) if is_transient(status.code()) => {
+                Err(status) if is_transient(&status) => {
                     tracing::debug!(code = ?status.code(), "transient failure; resending the same request");
                     state.lock().expect("retry state").resend = Some(Attempt { request, base });
                     Err(Failure::Transient(status))

@@ -21,12 +21,21 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, transport::Channel};
 
-/// Drops every `every`-th response (deterministic: never two in a row).
+/// Which responses to drop.
+#[derive(Clone, Copy, Debug)]
+pub enum Drop {
+    /// Every n-th (deterministic: never two in a row).
+    Every(u64),
+    /// Each with this probability, from a seeded generator (repeatable).
+    Random { percent: u64, seed: u64 },
+}
+
+/// Forwards calls and drops some answers.
 #[derive(Clone)]
 pub struct Dropper {
     upstream: SessionServiceClient<Channel>,
-    every: u64,
-    calls: Arc<AtomicU64>,
+    mode: Drop,
+    pub calls: Arc<AtomicU64>,
     pub dropped: Arc<AtomicU64>,
 }
 
@@ -39,11 +48,15 @@ fn forward<T>(req: Request<T>) -> Request<T> {
 impl Dropper {
     /// Starts the proxy in front of `upstream`; returns its address and counters.
     pub async fn start(upstream: Channel, every: u64) -> (SocketAddr, Self) {
+        Self::start_with(upstream, Drop::Every(every)).await
+    }
+
+    pub async fn start_with(upstream: Channel, mode: Drop) -> (SocketAddr, Self) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let this = Self {
             upstream: SessionServiceClient::new(upstream),
-            every,
+            mode,
             calls: Arc::default(),
             dropped: Arc::default(),
         };
@@ -58,7 +71,16 @@ impl Dropper {
 
     fn drop_this_one(&self) -> bool {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let drop = n.is_multiple_of(self.every);
+        let drop = match self.mode {
+            Drop::Every(every) => n.is_multiple_of(every),
+            Drop::Random { percent, seed } => {
+                // splitmix64 of (seed, call number): repeatable without shared state.
+                let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) % 100 < percent
+            }
+        };
         if drop {
             self.dropped.fetch_add(1, Ordering::SeqCst);
         }

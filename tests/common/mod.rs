@@ -5,9 +5,11 @@
 
 pub mod db;
 pub mod dropper;
+pub mod pgcluster;
 pub mod pki;
 pub mod proxy;
 pub mod redis;
+pub mod report;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -79,6 +81,13 @@ impl TestApp {
     /// A server on a fresh database, settings adjusted by `tweak`.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDb::create(backend).await;
+        let mut settings = test_settings(&db);
+        tweak(&mut settings);
+        Self::start(db, settings).await
+    }
+
+    /// A server on a database made elsewhere, settings adjusted by `tweak`.
+    pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = test_settings(&db);
         tweak(&mut settings);
         Self::start(db, settings).await
