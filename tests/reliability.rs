@@ -50,7 +50,10 @@ async fn increment_exactly_once(c: &SessionClient, id: i64, deadline: Instant) -
     loop {
         attempts += 1;
         let result = match c.get(id).await {
-            Ok(base) => c.update_idempotent(base, request_id.clone(), bump).await.map(|_| ()),
+            Ok(base) => c
+                .update_idempotent(base, request_id.clone(), bump)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         match result {
@@ -68,8 +71,16 @@ async fn history_is_gapless(c: &SessionClient, id: i64, last: i64) -> bool {
     let mut versions = Vec::new();
     let mut token = String::new();
     loop {
-        let req = pb::ListSessionEventsRequest { session_id: id, page_size: 1000, page_token: token };
-        let page = stub.list_session_events(c.request(req)).await.unwrap().into_inner();
+        let req = pb::ListSessionEventsRequest {
+            session_id: id,
+            page_size: 1000,
+            page_token: token,
+        };
+        let page = stub
+            .list_session_events(c.request(req))
+            .await
+            .unwrap()
+            .into_inner();
         versions.extend(page.events.iter().map(|e| e.version));
         if page.next_page_token.is_empty() {
             break;
@@ -92,7 +103,12 @@ async fn lost_update_checker_every_acknowledged_increment_is_kept() {
     let c = client_at(&app.url()).await;
     let mut ids = Vec::new();
     for _ in 0..SESSIONS {
-        ids.push(c.create(create_request(1, 1, &json!({"counter": 0}))).await.unwrap().id);
+        ids.push(
+            c.create(create_request(1, 1, &json!({"counter": 0})))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..SESSIONS).map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
@@ -132,11 +148,22 @@ async fn lost_update_checker_every_acknowledged_increment_is_kept() {
         let acks = acked[s].load(Ordering::SeqCst) as i64;
         lost += (acks - counter(&end)).max(0);
         duplicated += (counter(&end) - acks).max(0);
-        assert_eq!(counter(&end), acks, "session {id}: counter equals the acknowledged increments");
-        assert_eq!(end.version, 1 + acks, "session {id}: one version per acknowledged increment");
+        assert_eq!(
+            counter(&end),
+            acks,
+            "session {id}: counter equals the acknowledged increments"
+        );
+        assert_eq!(
+            end.version,
+            1 + acks,
+            "session {id}: one version per acknowledged increment"
+        );
         gapless &= history_is_gapless(&c, *id, end.version).await;
     }
-    assert!(gapless, "every history runs 1..=version without gaps or duplicates");
+    assert!(
+        gapless,
+        "every history runs 1..=version without gaps or duplicates"
+    );
     let acked_total: u64 = acked.iter().map(|a| a.load(Ordering::SeqCst)).sum();
     record(
         "lost_update_checker",
@@ -160,16 +187,22 @@ async fn dropping_a_fifth_of_responses_loses_and_duplicates_nothing() {
     const WORKERS: usize = 4;
     const EACH: usize = 100;
     let app = TestApp::spawn(Backend::Postgres).await;
-    let (proxy, dropper) = Dropper::start_with(app.channel().await, Drop::Random { percent: 20, seed: 7 }).await;
+    let (proxy, dropper) =
+        Dropper::start_with(app.channel().await, Drop::Random { percent: 20, seed: 7 }).await;
     let direct = client_at(&app.url()).await;
-    let s = direct.create(create_request(1, 1, &json!({"counter": 0}))).await.unwrap();
+    let s = direct
+        .create(create_request(1, 1, &json!({"counter": 0})))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut tasks = Vec::new();
     for _ in 0..WORKERS {
-        let c = client_at(&format!("http://{proxy}")).await.with_retry_policy(RetryPolicy {
-            base: Duration::from_millis(5),
-            ..Default::default()
-        });
+        let c = client_at(&format!("http://{proxy}"))
+            .await
+            .with_retry_policy(RetryPolicy {
+                base: Duration::from_millis(5),
+                ..Default::default()
+            });
         tasks.push(tokio::spawn(async move {
             let mut acknowledged = 0;
             for _ in 0..EACH {
@@ -230,12 +263,19 @@ async fn kill_dash_nine_mid_load_keeps_every_acknowledged_write() {
         return;
     }
     let mut db = TestDb::create(Backend::Postgres).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = spawn_server(&db.url, port);
     wait_listening(port).await;
     let url = format!("http://127.0.0.1:{port}");
     let setup = client_at(&url).await;
-    let s = setup.create(create_request(1, 1, &json!({"counter": 0}))).await.unwrap();
+    let s = setup
+        .create(create_request(1, 1, &json!({"counter": 0})))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -267,7 +307,11 @@ async fn kill_dash_nine_mid_load_keeps_every_acknowledged_write() {
     }
     let end = setup.get(s.id).await.unwrap();
     assert!(before_kill > 0, "load was running when the server died");
-    assert_eq!(counter(&end), acknowledged, "every acknowledged write survived, none applied twice");
+    assert_eq!(
+        counter(&end),
+        acknowledged,
+        "every acknowledged write survived, none applied twice"
+    );
     assert_eq!(end.version, 1 + acknowledged);
     record(
         "crash_kill_9",
@@ -288,7 +332,9 @@ async fn redis_killed_and_restarted_mid_load_fails_nothing_and_never_goes_back_i
     if !Backend::postgres_available() {
         return;
     }
-    let Some(mut redis) = PrivateRedis::start().await else { return };
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
     let app = TestApp::spawn_with(Backend::Postgres, |s| s.redis.url = Some(redis.url())).await;
     let setup = client_at(&app.url()).await;
     let mut ids = Vec::new();
@@ -345,25 +391,36 @@ async fn redis_killed_and_restarted_mid_load_fails_nothing_and_never_goes_back_i
         json!({ "requests_sent": requests, "failed_rpcs": failed, "reads_older_than_seen": went_back, "faults_injected": 1 }),
     );
     assert_eq!(failed, 0, "zero failed RPCs");
-    assert_eq!(went_back, 0, "no client read a version older than one it already saw");
+    assert_eq!(
+        went_back, 0,
+        "no client read a version older than one it already saw"
+    );
     app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "slow: reliability suite"]
 async fn a_stopped_postgresql_means_fast_unavailable_and_not_serving_then_recovery() {
-    let Some(cluster) = PrivateCluster::start().await else { return };
+    let Some(cluster) = PrivateCluster::start().await else {
+        return;
+    };
     let db = TestDb::on_url(&cluster.url());
     let app = TestApp::spawn_on(db, |s| s.database.acquire_timeout_ms = 1000).await;
     let c = client_at(&app.url()).await;
     let s = c.create(create_request(1, 1, &json!({}))).await.unwrap();
     cluster.stop();
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
-    let check = || tonic_health::pb::HealthCheckRequest { service: "pixsim.session.v1.SessionService".into() };
+    let check = || tonic_health::pb::HealthCheckRequest {
+        service: "pixsim.session.v1.SessionService".into(),
+    };
     let (mut slowest, mut unavailable) = (Duration::ZERO, 0);
     for _ in 0..5 {
         let started = Instant::now();
-        let err = c.stub().get_session(c.request(pb::GetSessionRequest { session_id: s.id + 1 })).await.unwrap_err();
+        let err = c
+            .stub()
+            .get_session(c.request(pb::GetSessionRequest { session_id: s.id + 1 }))
+            .await
+            .unwrap_err();
         slowest = slowest.max(started.elapsed());
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         unavailable += 1;
@@ -417,14 +474,19 @@ async fn three_replicas_lose_no_update_and_all_watchers_converge() {
         TestApp::start(db, settings).await,
     ];
     let first = client_at(&replicas[0].url()).await;
-    let s = first.create(create_request(1, 1, &json!({"counter": 0}))).await.unwrap();
+    let s = first
+        .create(create_request(1, 1, &json!({"counter": 0})))
+        .await
+        .unwrap();
     let mut watchers = Vec::new();
     for r in &replicas {
         let c = client_at(&r.url()).await;
         let mut stream = c.watch(s.id, 0).await.unwrap();
         watchers.push(tokio::spawn(async move {
             let mut last = 0;
-            while let Ok(Some(Ok(g))) = tokio::time::timeout(Duration::from_secs(3), futures::StreamExt::next(&mut stream)).await {
+            while let Ok(Some(Ok(g))) =
+                tokio::time::timeout(Duration::from_secs(3), futures::StreamExt::next(&mut stream)).await
+            {
                 assert!(g.version > last, "versions strictly increase");
                 last = g.version;
             }
@@ -452,7 +514,11 @@ async fn three_replicas_lose_no_update_and_all_watchers_converge() {
     for w in watchers {
         converged.push(w.await.unwrap());
     }
-    assert!(converged.iter().all(|v| *v == end.version), "watchers {converged:?} end at {}", end.version);
+    assert!(
+        converged.iter().all(|v| *v == end.version),
+        "watchers {converged:?} end at {}",
+        end.version
+    );
     record(
         "three_replicas",
         json!({ "acknowledged": acknowledged, "final_counter": counter(&end), "final_version": end.version,

@@ -188,7 +188,12 @@ impl SessionClient {
     /// [`update_from`](Self::update_from) with a request id of the caller's: retrying
     /// with the same id after any failure (even after a restart, if the id was kept)
     /// applies the change at most once.
-    pub async fn update_idempotent<F>(&self, base: Session, request_id: String, mut f: F) -> Result<Session, ClientError>
+    pub async fn update_idempotent<F>(
+        &self,
+        base: Session,
+        request_id: String,
+        mut f: F,
+    ) -> Result<Session, ClientError>
     where
         F: FnMut(&mut Session),
     {

@@ -189,19 +189,35 @@ async fn unavailable_resends_the_same_request_without_re_applying() {
 #[tokio::test(start_paused = true)]
 async fn a_connection_broken_under_the_call_is_resent_like_unavailable() {
     let mut broken = Status::cancelled("operation was canceled");
-    broken.set_source(std::sync::Arc::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+    broken.set_source(std::sync::Arc::new(std::io::Error::from(
+        std::io::ErrorKind::BrokenPipe,
+    )));
     let mut ok = session(2, 1);
     ok.flags.insert("counter".into(), json!(1));
     let script = Script::new(vec![Err(broken), Ok(pb::GameSession::from(&ok))]);
-    let got = update_loop(&RetryPolicy::default(), &ClientStats::default(), session(1, 0), "r".into(), increment, script.send())
-        .await
-        .unwrap();
+    let got = update_loop(
+        &RetryPolicy::default(),
+        &ClientStats::default(),
+        session(1, 0),
+        "r".into(),
+        increment,
+        script.send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got.version, 2);
     // A CANCELLED the server itself sent (no source) is not retried.
     let script = Script::new(vec![Err(Status::cancelled("by the server"))]);
-    let err = update_loop(&RetryPolicy::default(), &ClientStats::default(), session(1, 0), "r".into(), increment, script.send())
-        .await
-        .unwrap_err();
+    let err = update_loop(
+        &RetryPolicy::default(),
+        &ClientStats::default(),
+        session(1, 0),
+        "r".into(),
+        increment,
+        script.send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Some(Code::Cancelled));
 }
 

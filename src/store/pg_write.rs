@@ -117,5 +117,9 @@ pub(super) async fn write_planned<C: ConnectionTrait>(
     };
     let Some(row) = row else { return Ok(None) };
     let version: i64 = row.try_get("", "version")?;
-    Ok(Some(Session { version, updated_at: now, ..next.clone() }))
+    Ok(Some(Session {
+        version,
+        updated_at: now,
+        ..next.clone()
+    }))
 }

@@ -98,7 +98,12 @@ impl TestDb {
 
     /// A database someone else made (a private cluster's); not dropped by the test.
     pub fn on_url(url: &str) -> TestDb {
-        TestDb { backend: Backend::Postgres, url: url.to_owned(), dir: None, pg_name: None }
+        TestDb {
+            backend: Backend::Postgres,
+            url: url.to_owned(),
+            dir: None,
+            pg_name: None,
+        }
     }
 
     /// Another handle on the same database (a second replica); it does not drop it.
