@@ -5,6 +5,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
+    metrics::{scrape, value},
     proxy::Proxy,
     redis::{PrivateRedis, shared_redis, unique_prefix},
     *,
@@ -124,28 +125,6 @@ async fn a_failed_write_through_is_never_served_stale_and_is_repaired() {
     assert!(repaired, "the repair wrote version 2");
 }
 
-async fn scrape(app: &TestApp) -> String {
-    let addr = app.metrics_addr.expect("metrics enabled");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
-fn counter(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 backend_tests! {
     get_session_is_served_from_redis_when_warm => served_from_redis;
     a_redis_outage_costs_latency_not_correctness => redis_outage;
@@ -167,7 +146,7 @@ async fn served_from_redis(backend: Backend) {
             .unwrap();
     }
     let m = scrape(&app).await;
-    let hits = counter(&m, "session_cache_lookups_total{outcome=\"hit\"}");
+    let hits = value(&m, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0);
     assert!(hits >= 5.0, "write-through made every read a hit: {hits}\n{m}");
     app.finish().await;
 }

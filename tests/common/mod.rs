@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod dropper;
+pub mod metrics;
 pub mod pgcluster;
 pub mod pki;
 pub mod proxy;
