@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use session_service::{
     domain::{
-        JsonMap, Session, Tier, WorldRules, normalize_relationships,
+        JsonMap, NewSession, Session, Tier, WorldRules, normalize_relationships,
         ops::{self, NpcPatch, SessionOp, apply_all},
     },
     wire::{json_to_struct, struct_to_json},
@@ -13,18 +13,11 @@ use session_service::{
 
 fn base(flags: JsonMap) -> Session {
     let t = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let new = NewSession::parse(1, 1, None, Some(10.0)).unwrap();
     Session {
         id: 1,
-        user_id: 1,
-        scene_id: 1,
-        current_node_id: 1,
-        world_id: None,
         flags,
-        relationships: JsonMap::new(),
-        world_time: 10.0,
-        version: 1,
-        created_at: t,
-        updated_at: t,
+        ..new.to_session(1, t)
     }
 }
 

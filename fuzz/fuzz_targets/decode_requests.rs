@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use session_service::{
-    domain::{Change, JsonLimits, JsonMap, Session, WorldRules, Write, normalize_relationships},
+    domain::{Change, JsonLimits, JsonMap, NewSession, Session, WorldRules, Write, normalize_relationships},
     pb,
     wire::{CreateRequest, json_to_struct, struct_to_json},
 };
@@ -19,16 +19,7 @@ fn session() -> Session {
     let t = chrono::DateTime::from_timestamp(0, 0).unwrap();
     Session {
         id: 1,
-        user_id: 1,
-        scene_id: 1,
-        current_node_id: 1,
-        world_id: None,
-        flags: JsonMap::new(),
-        relationships: JsonMap::new(),
-        world_time: 0.0,
-        version: 1,
-        created_at: t,
-        updated_at: t,
+        ..NewSession::parse(1, 1, None, None).unwrap().to_session(1, t)
     }
 }
 

@@ -123,19 +123,9 @@ mod tests {
     use super::*;
 
     fn session(version: i64) -> Session {
-        let now = chrono::Utc::now();
         Session {
-            id: 1,
-            user_id: 1,
-            scene_id: 1,
-            current_node_id: 1,
-            world_id: None,
-            flags: Default::default(),
-            relationships: Default::default(),
-            world_time: 0.0,
             version,
-            created_at: now,
-            updated_at: now,
+            ..crate::domain::sample_session()
         }
     }
 

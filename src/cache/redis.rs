@@ -143,12 +143,8 @@ impl RedisCache {
         self.pool.next().with_options(&self.options)
     }
 
-    /// Runs the fill script, loading it on NOSCRIPT (first use, or after a restart or flush).
-    async fn run_fill(&self, id: i64, version: i64, data: Vec<u8>, ttl_ms: i64) -> Result<i64, Error> {
-        self.run_script(id, version, data, ttl_ms, None).await
-    }
-
-    /// The fill script, optionally publishing `notice` in the same round trip.
+    /// The fill script, optionally publishing `notice` in the same round trip; loads
+    /// the script on NOSCRIPT (first use, or after a restart or flush).
     async fn run_script(
         &self,
         id: i64,
@@ -193,6 +189,33 @@ impl RedisCache {
         }
     }
 
+    /// The fill script for a session (or, with `None`, a tombstone).
+    async fn write_entry(
+        &self,
+        id: i64,
+        entry: Option<&Session>,
+        notice: Option<Notice>,
+    ) -> Result<i64, Error> {
+        let (version, data, ttl) = match entry {
+            Some(s) => (s.version, pb::GameSession::from(s).encode_to_vec(), self.ttl_ms),
+            None => (TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms),
+        };
+        self.run_script(id, version, data, ttl, notice).await
+    }
+
+    /// Runs the fill script for `repair` (a session, or `None` for a tombstone),
+    /// publishing `notice` with it. On failure the session is marked dirty, so reads
+    /// bypass the possibly stale entry until [`repair`](Self::repair) writes it.
+    async fn store(&self, id: i64, repair: Option<&Session>, notice: Option<Notice>, what: &str) {
+        match self.write_entry(id, repair, notice).await {
+            Ok(_) => self.succeeded(),
+            Err(error) => {
+                self.failed(what, &error);
+                self.mark_dirty(id, repair.cloned());
+            }
+        }
+    }
+
     fn mark_dirty(&self, id: i64, repair: Option<Session>) {
         let mut dirty = self.dirty.lock().expect("dirty lock");
         let newer = match (dirty.get(&id), &repair) {
@@ -219,17 +242,7 @@ impl RedisCache {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (id, repair) in pending {
-            let written = match &repair {
-                Some(s) => {
-                    let data = pb::GameSession::from(s).encode_to_vec();
-                    self.run_fill(id, s.version, data, self.ttl_ms).await
-                }
-                None => {
-                    self.run_fill(id, TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms)
-                        .await
-                }
-            };
-            if written.is_err() {
+            if self.write_entry(id, repair.as_ref(), None).await.is_err() {
                 return;
             }
             let version = |r: &Option<Session>| r.as_ref().map(|s| s.version);
@@ -340,30 +353,11 @@ impl SessionCache for RedisCache {
     }
 
     async fn fill(&self, session: &Session) {
-        let data = pb::GameSession::from(session).encode_to_vec();
-        match self
-            .run_fill(session.id, session.version, data, self.ttl_ms)
-            .await
-        {
-            Ok(_) => self.succeeded(),
-            Err(error) => {
-                self.failed("fill", &error);
-                self.mark_dirty(session.id, Some(session.clone()));
-            }
-        }
+        self.store(session.id, Some(session), None, "fill").await;
     }
 
     async fn tombstone(&self, id: i64) {
-        match self
-            .run_fill(id, TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms)
-            .await
-        {
-            Ok(_) => self.succeeded(),
-            Err(error) => {
-                self.failed("tombstone", &error);
-                self.mark_dirty(id, None);
-            }
-        }
+        self.store(id, None, None, "tombstone").await;
     }
 
     async fn publish(&self, notice: Notice) {
@@ -378,38 +372,14 @@ impl SessionCache for RedisCache {
     async fn committed(&self, session: &Session) {
         let notice = Notice::updated(session.id, session.version);
         self.hub.notify(notice);
-        let data = pb::GameSession::from(session).encode_to_vec();
-        match self
-            .run_script(session.id, session.version, data, self.ttl_ms, Some(notice))
-            .await
-        {
-            Ok(_) => self.succeeded(),
-            Err(error) => {
-                self.failed("write-through", &error);
-                self.mark_dirty(session.id, Some(session.clone()));
-            }
-        }
+        self.store(session.id, Some(session), Some(notice), "write-through")
+            .await;
     }
 
     async fn deleted(&self, id: i64) {
         let notice = Notice::deleted(id);
         self.hub.notify(notice);
-        match self
-            .run_script(
-                id,
-                TOMBSTONE_VERSION,
-                Vec::new(),
-                self.tombstone_ttl_ms,
-                Some(notice),
-            )
-            .await
-        {
-            Ok(_) => self.succeeded(),
-            Err(error) => {
-                self.failed("tombstone", &error);
-                self.mark_dirty(id, None);
-            }
-        }
+        self.store(id, None, Some(notice), "tombstone").await;
     }
 
     fn subscribe(&self, id: i64) -> Subscription {

@@ -9,19 +9,12 @@ use super::*;
 use crate::{domain::DomainError, wire::status::conflict};
 
 fn session(version: i64, counter: i64) -> Session {
-    let t = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let flags = json!({ "counter": counter }).as_object().unwrap().clone();
     Session {
         id: 1,
-        user_id: 1,
-        scene_id: 1,
-        current_node_id: 1,
-        world_id: None,
-        flags: json!({ "counter": counter }).as_object().unwrap().clone(),
-        relationships: Default::default(),
-        world_time: 0.0,
         version,
-        created_at: t,
-        updated_at: t,
+        flags,
+        ..crate::domain::sample_session()
     }
 }
 

@@ -22,3 +22,7 @@ pub use ops::SessionOp;
 pub use relationships::normalize_relationships;
 pub use session::{Advance, NewSession, Session, SessionPatch, WorldTime};
 pub use world::{IntimacyLevel, Stats, Tier, WorldMode, WorldRules};
+
+/// A plain session for the crate's unit tests.
+#[cfg(test)]
+pub(crate) use session::tests::sample as sample_session;

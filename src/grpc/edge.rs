@@ -18,7 +18,7 @@ use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::status::exhausted;
+use super::status::{exhausted, timed_out};
 use crate::{telemetry::Metrics, wire::status::reason};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -114,7 +114,7 @@ where
                 let response = match tokio::time::timeout(edge.timeout, inner.call(req)).await {
                     Ok(Ok(response)) => response,
                     Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => Status::deadline_exceeded("request timed out on the server").into_http(),
+                    Err(_) => timed_out().into_http(),
                 };
                 drop(permit);
                 Ok(MeteredBody::respond(response, meter))

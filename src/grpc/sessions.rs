@@ -10,7 +10,7 @@ use super::auth::caller;
 use crate::{
     domain::{SessionId, Write},
     pb::{self, session_service_server::SessionService},
-    service::Sessions,
+    service::{ServiceError, Sessions},
     wire::{CreateRequest, EventsQuery, ListQuery, rules_from_request},
 };
 
@@ -32,7 +32,7 @@ impl SessionApi {
         let caller = caller(&req)?;
         let write: Write = req.into_inner().try_into()?;
         let session = self.sessions.write(&caller, write).await?;
-        let session = session.ok_or_else(|| Status::internal("write returned no session"))?;
+        let session = session.ok_or_else(|| ServiceError::Internal("write returned no session".into()))?;
         Ok(pb::GameSession::from(&session))
     }
 }

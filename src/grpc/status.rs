@@ -42,7 +42,7 @@ impl From<ServiceError> for Status {
             ServiceError::ShuttingDown => plain(
                 Code::Unavailable,
                 "server shutting down; reconnect",
-                "SHUTTING_DOWN",
+                reason::SHUTTING_DOWN,
             ),
             ServiceError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
@@ -64,6 +64,15 @@ pub fn unauthenticated() -> Status {
         Code::Unauthenticated,
         "missing or invalid credentials",
         reason::UNAUTHENTICATED,
+    )
+}
+
+/// DEADLINE_EXCEEDED for a request over `server.request_timeout_ms`.
+pub fn timed_out() -> Status {
+    plain(
+        Code::DeadlineExceeded,
+        "request timed out on the server",
+        reason::TIMEOUT,
     )
 }
 

@@ -119,10 +119,6 @@ impl Sessions {
         &self.inner.store
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
-    }
-
     /// Starts the background work: pruning idempotency records and re-normalizing
     /// sessions after world-rules changes. Both stop at shutdown.
     pub fn spawn_background(&self) {

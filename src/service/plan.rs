@@ -46,19 +46,13 @@ mod tests {
     use crate::domain::{SessionPatch, WorldMode, WorldTime};
 
     fn base() -> Session {
-        let now = chrono::Utc::now();
         Session {
-            id: 1,
-            user_id: 1,
-            scene_id: 1,
-            current_node_id: 1,
             world_id: Some(5),
             flags: json!({"sessionKind": "world"}).as_object().unwrap().clone(),
-            relationships: Default::default(),
+            current_node_id: 1,
             world_time: 100.0,
             version: 3,
-            created_at: now,
-            updated_at: now,
+            ..crate::domain::sample_session()
         }
     }
 

@@ -34,13 +34,24 @@ impl Sessions {
     /// GetSession: the cache if warm, else the database (then filling the cache).
     #[tracing::instrument(skip(self), fields(session_id = id.get()))]
     pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Arc<Session>, ServiceError> {
-        match self.inner.cache.get(id.get()).await {
-            Lookup::Hit(s) if caller.may_see(s.user_id) => return Ok(s),
-            Lookup::Hit(_) | Lookup::Deleted => return Err(ServiceError::NotFound),
-            Lookup::Miss => {}
+        self.cached_or_read(caller, id.get(), |_| true).await
+    }
+
+    /// The cached session if `fresh_enough` accepts it, else the database row (which
+    /// then fills the cache). A cached session of another user, or a tombstone, is
+    /// NOT_FOUND without asking the database: owners never change.
+    pub(super) async fn cached_or_read(
+        &self,
+        caller: &Caller,
+        id: i64,
+        fresh_enough: impl Fn(&Session) -> bool,
+    ) -> Result<Arc<Session>, ServiceError> {
+        match self.inner.cache.get(id).await {
+            Lookup::Hit(s) if !caller.may_see(s.user_id) => Err(ServiceError::NotFound),
+            Lookup::Hit(s) if fresh_enough(&s) => Ok(s),
+            Lookup::Deleted => Err(ServiceError::NotFound),
+            _ => self.read_through(caller, id).await.map(Arc::new),
         }
-        let session = self.read_through(caller, id.get()).await?;
-        Ok(Arc::new(session))
     }
 
     /// Reads the database and fills the cache (guarded: never over a newer version).

@@ -69,7 +69,7 @@ impl Sessions {
             request_id: None,
             change: Change::Renormalize,
         };
-        match self.serialized(&SYSTEM, &write).await {
+        match self.locked(&SYSTEM, &write).await {
             Ok(_) => {
                 self.inner.metrics.renormalized.inc();
             }

@@ -7,7 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Caller, ServiceError, Sessions};
 use crate::{
-    cache::{Lookup, Subscription},
+    cache::Subscription,
     domain::{Session, SessionId},
     telemetry::Metrics,
 };
@@ -126,13 +126,9 @@ impl Sessions {
         id: i64,
         version: Option<i64>,
     ) -> Result<Arc<Session>, ServiceError> {
-        if let Some(version) = version {
-            match self.inner.cache.get(id).await {
-                Lookup::Hit(s) if s.version >= version && caller.may_see(s.user_id) => return Ok(s),
-                Lookup::Deleted => return Err(ServiceError::NotFound),
-                _ => {}
-            }
+        match version {
+            Some(v) => self.cached_or_read(caller, id, |s| s.version >= v).await,
+            None => self.read_through(caller, id).await.map(Arc::new),
         }
-        self.read_through(caller, id).await.map(Arc::new)
     }
 }

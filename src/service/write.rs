@@ -2,7 +2,6 @@
 
 use super::{Caller, ServiceError, Sessions, plan::plan};
 use crate::{
-    cache::Lookup,
     domain::RequestId,
     domain::{Change, Session, WorldRules, Write, normalize_relationships},
     store::{RequestKey, RequestRecord, Store, StoreError, WriteMeta, Written},
@@ -72,14 +71,14 @@ impl Sessions {
         let result = match result {
             Ok((session, true)) => Ok(session),
             // Nothing to change: the retry of a write that did change something gets that result.
-            Ok((session, false)) => match w.request_id {
-                Some(_) => self
-                    .replay(caller, &w, ServiceError::NotFound)
-                    .await
-                    .or(Ok(session)),
-                None => Ok(session),
+            Ok((session, false)) => match self.recorded(caller, &w).await {
+                Ok(Some(recorded)) => Ok(recorded),
+                _ => Ok(session),
             },
-            Err(e) if w.request_id.is_some() && e.may_be_replay() => self.replay(caller, &w, e).await,
+            // A failure its own earlier attempt could explain (the version moved, the
+            // session is gone, the node changed, the key is taken): the recorded
+            // result, if this request id has one.
+            Err(e) if e.may_be_replay() => self.recorded(caller, &w).await?.ok_or(e),
             Err(e) => Err(e),
         };
         let outcome = match &result {
@@ -103,7 +102,11 @@ impl Sessions {
         w: &Write,
         expected: i64,
     ) -> Result<(Session, bool), ServiceError> {
-        let base = self.base_at(caller, w.session_id.get(), expected).await?;
+        // A version names one state: the cached copy will do if it is exactly at `expected`.
+        let base = (*self
+            .cached_or_read(caller, w.session_id.get(), |s| s.version == expected)
+            .await?)
+            .clone();
         if base.version != expected {
             return Err(ServiceError::Conflict {
                 current: Box::new(base),
@@ -130,17 +133,14 @@ impl Sessions {
     /// (MutateSession never answers ABORTED). Writers of one session queue in this
     /// process, then compare-and-set from the freshest known version: one statement
     /// per write. Only if other replicas keep winning does it lock the row instead.
-    pub(super) async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
+    async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
         /// Optimistic rounds before falling back to the row lock.
         const ATTEMPTS: usize = 4;
-        if matches!(w.change, Change::Renormalize) {
-            return self.locked(caller, w).await;
-        }
         let id = w.session_id.get();
         let _turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
             .lock()
             .await;
-        let mut base = self.freshest(caller, id).await?;
+        let mut base = (*self.cached_or_read(caller, id, |_| true).await?).clone();
         let limits = self.inner.settings.json_limits;
         for _ in 0..ATTEMPTS {
             let rules = self.rules_for(base.world_id).await?;
@@ -171,18 +171,10 @@ impl Sessions {
         self.locked(caller, w).await
     }
 
-    /// The newest session we can know without locking: the cache, else the database.
-    async fn freshest(&self, caller: &Caller, id: i64) -> Result<Session, ServiceError> {
-        match self.inner.cache.get(id).await {
-            Lookup::Hit(s) if caller.may_see(s.user_id) => Ok((*s).clone()),
-            Lookup::Deleted => Err(ServiceError::NotFound),
-            _ => self.read_through(caller, id).await,
-        }
-    }
-
     /// Reads the row under a lock (queueing behind other writers in the database),
-    /// computes, writes. Cannot conflict.
-    async fn locked(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
+    /// computes, writes. Cannot conflict. Re-normalization uses it directly: it
+    /// needs the stored rules version, which only the row has.
+    pub(super) async fn locked(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
         let limits = self.inner.settings.json_limits;
         let meta = self.meta(caller, w);
         let change = &w.change;
@@ -221,16 +213,6 @@ impl Sessions {
         Ok(None)
     }
 
-    /// The session to compute a guarded write from: the cached copy if it is exactly
-    /// at `expected` (a version names one state), else the database row.
-    async fn base_at(&self, caller: &Caller, id: i64, expected: i64) -> Result<Session, ServiceError> {
-        match self.inner.cache.get(id).await {
-            Lookup::Hit(s) if s.version == expected && caller.may_see(s.user_id) => Ok((*s).clone()),
-            Lookup::Deleted => Err(ServiceError::NotFound),
-            _ => self.read_through(caller, id).await,
-        }
-    }
-
     /// The rules that apply to sessions of a world.
     pub(super) async fn rules_for(&self, world_id: Option<i64>) -> Result<WorldRules, ServiceError> {
         let Some(world) = world_id else {
@@ -266,23 +248,18 @@ impl Sessions {
         Ok(record)
     }
 
-    /// A write failed in a way its own earlier attempt could explain (the version
-    /// moved, the session is gone, the node changed, the key is taken): if this
-    /// request id is recorded, answer with the recorded result instead.
-    async fn replay(
-        &self,
-        caller: &Caller,
-        w: &Write,
-        original: ServiceError,
-    ) -> Result<Option<Session>, ServiceError> {
+    /// The recorded answer of this write's request id: `None` if it has no id or no
+    /// record, `Some(None)` for a recorded delete. A record of another write is
+    /// REQUEST_ID_REUSED.
+    async fn recorded(&self, caller: &Caller, w: &Write) -> Result<Option<Option<Session>>, ServiceError> {
         let Some(record) = self.record(caller, w.request_id.as_ref()).await? else {
-            return Err(original);
+            return Ok(None);
         };
         if record.session_id != w.session_id.get() || record.action != w.change.action() {
             return Err(ServiceError::RequestIdReused);
         }
         tracing::debug!(version = record.version, "answered from the idempotency record");
-        Ok(record.snapshot)
+        Ok(Some(record.snapshot))
     }
 
     /// After a commit: write through to the cache, then tell watchers everywhere.

@@ -28,6 +28,8 @@ pub mod reason {
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const OVERLOADED: &str = "OVERLOADED";
+    pub const TIMEOUT: &str = "TIMEOUT";
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -151,10 +153,8 @@ pub fn conflict_session(status: &Status) -> Option<Session> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::JsonMap;
 
     fn session() -> Session {
-        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         Session {
             id: 9,
             user_id: 1,
@@ -162,11 +162,9 @@ mod tests {
             current_node_id: 3,
             world_id: Some(4),
             flags: serde_json::json!({"a": 1}).as_object().unwrap().clone(),
-            relationships: JsonMap::new(),
             world_time: 1.5,
             version: 2,
-            created_at: now,
-            updated_at: now,
+            ..crate::domain::sample_session()
         }
     }
 

@@ -55,16 +55,6 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(mode: AuthMode, admin_scope: impl Into<String>) -> Self {
-        Self {
-            config: Arc::new(Config {
-                mode,
-                admin_scope: admin_scope.into(),
-                limiter: None,
-            }),
-        }
-    }
-
     /// From the settings: loads keys, builds the rate limiter.
     pub fn from_settings(s: &Settings) -> Result<Self, AuthSetupError> {
         let mode = match s.auth.mode {
