@@ -1,6 +1,11 @@
 //! Trace context across the wire: one UpdateSession makes a span tree under the
-//! caller's trace. Its own test binary: tracing caches per-callsite interest
-//! process-wide, so a concurrent test without a subscriber could switch spans off.
+//! caller's trace. Its own test binary, because it installs the process-wide
+//! subscriber: the SQLite driver's worker threads hold clones of the current span,
+//! and when one of them drops the last handle of a child span, tracing-subscriber's
+//! registry closes the parent through *that thread's* default subscriber. With a
+//! thread-local (`set_default`) subscriber that close went nowhere and the request
+//! span was never exported (it failed about half the runs). The server binary
+//! installs its subscriber globally, as this test now does.
 
 mod common;
 
@@ -15,7 +20,7 @@ use session_service::{
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Runs on one thread with a test subscriber, so the in-process server's spans are ours.
+/// Runs on one thread, in-process with the server, so the server's spans are ours.
 #[tokio::test(flavor = "current_thread")]
 async fn one_update_produces_a_span_tree_under_the_callers_trace() {
     let exporter = InMemorySpanExporter::default();
@@ -27,7 +32,7 @@ async fn one_update_produces_a_span_tree_under_the_callers_trace() {
             "session_service=debug,trace_tree=debug",
         ))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this binary");
 
     let app = TestApp::spawn(Backend::Sqlite).await;
     let client = SessionClient::new(app.channel().await).with_credentials(Credentials::UserId(1));
@@ -49,17 +54,28 @@ async fn one_update_produces_a_span_tree_under_the_callers_trace() {
         .await
         .unwrap();
     app.finish().await;
-    provider.force_flush().unwrap();
 
-    let spans = exporter.get_finished_spans().unwrap();
-    let ours: Vec<_> = spans
-        .iter()
-        .filter(|s| s.span_context.trace_id() == trace_id)
-        .collect();
-    let names: Vec<_> = ours.iter().map(|s| s.name.to_string()).collect();
+    // A span ends when its last handle drops, and that can be on a SQLite worker
+    // thread a moment after the reply arrived: wait for the request span a little.
+    const REQUEST: &str = "pixsim.session.v1.SessionService/UpdateSession";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let ours = loop {
+        provider.force_flush().unwrap();
+        let ours: Vec<_> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|span| span.span_context.trace_id() == trace_id)
+            .collect();
+        if ours.iter().any(|span| span.name == REQUEST) || tokio::time::Instant::now() > deadline {
+            break ours;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let names: Vec<_> = ours.iter().map(|span| span.name.to_string()).collect();
     let request = ours
         .iter()
-        .find(|s| s.name == "pixsim.session.v1.SessionService/UpdateSession")
+        .find(|span| span.name == REQUEST)
         .unwrap_or_else(|| panic!("the server span joined the caller's trace: {names:?}"));
     assert_eq!(
         request.parent_span_id, caller_span_id,
