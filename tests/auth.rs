@@ -92,6 +92,10 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
         ),
         ("wrong issuer", Some(hs256(&wrong_iss, SECRET))),
         (
+            "zero sub (user ids are positive)",
+            Some(hs256(&claims(0, 300, "sessions", ""), SECRET)),
+        ),
+        (
             "non-integer sub",
             Some(hs256(
                 &json!({"sub": "alice", "exp": now() + 300, "iss": "pixsim-auth", "aud": "sessions"}),
@@ -269,6 +273,11 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 5, "the admin OU acts on any session");
+    let err = ops.create_session(Request::new(create_req())).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "a new session needs an owner");
+    assert_eq!(violated_field(&err), "x-user-id");
+    let owned = ops.create_session(as_user(7, create_req())).await.unwrap();
+    assert_eq!(owned.into_inner().user_id, 7, "an admin names the owner");
 
     for (name, client) in [
         ("untrusted certificate", Some(&stranger)),

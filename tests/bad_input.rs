@@ -3,11 +3,9 @@
 mod common;
 
 use common::*;
-use prost::Message;
 use serde_json::{Value, json};
-use session_service::{pb, pb::session_service_client::SessionServiceClient, wire::status::rpc_status};
+use session_service::{pb, pb::session_service_client::SessionServiceClient};
 use tonic::{Code, Status, transport::Channel};
-use tonic_types::pb::BadRequest;
 
 backend_tests! {
     bad_input_is_refused_with_the_field_named_and_changes_nothing => bad_input;
@@ -19,19 +17,6 @@ fn nested(levels: usize) -> Value {
         v = json!({ "a": v });
     }
     json!({ "a": v })
-}
-
-/// The field named by the BadRequest detail.
-fn violated_field(status: &Status) -> String {
-    let rpc = rpc_status(status).expect("details");
-    let any = rpc
-        .details
-        .iter()
-        .find(|a| a.type_url == "type.googleapis.com/google.rpc.BadRequest")
-        .expect("a BadRequest detail");
-    BadRequest::decode(any.value.as_slice()).unwrap().field_violations[0]
-        .field
-        .clone()
 }
 
 type Client = SessionServiceClient<Channel>;

@@ -242,6 +242,14 @@ async fn other_users(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(anon.code(), Code::Unauthenticated);
+    // User ids are positive: 0 is reserved for a service acting for no user.
+    for bad in ["0", "-3", "one"] {
+        let err = c
+            .get_session(as_user_header(bad, pb::GetSessionRequest { session_id: s.id }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "x-user-id {bad}");
+    }
     app.finish().await;
 }
 

@@ -86,6 +86,11 @@ async fn one_update_produces_a_span_tree_under_the_callers_trace() {
         .find(|s| s.name == "write")
         .expect("the use-case span");
     assert_eq!(write.parent_span_id, request.span_context.span_id());
+    let db = ours
+        .iter()
+        .find(|s| s.name == "db.compare_and_set")
+        .unwrap_or_else(|| panic!("the store span: {names:?}"));
+    assert_eq!(db.parent_span_id, write.span_context.span_id());
     let attr = |k: &str| {
         write
             .attributes
@@ -95,5 +100,6 @@ async fn one_update_produces_a_span_tree_under_the_callers_trace() {
     };
     assert_eq!(attr("session_id").as_deref(), Some(s.id.to_string().as_str()));
     assert_eq!(attr("expected_version").as_deref(), Some("1"));
+    assert_eq!(attr("user_id").as_deref(), Some("1"));
     assert_eq!(attr("outcome").as_deref(), Some("ok"));
 }

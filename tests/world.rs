@@ -151,7 +151,7 @@ async fn applied_on_write(backend: Backend) {
 }
 
 async fn renormalized(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, |s| s.metrics.listen = Some(([127, 0, 0, 1], 0).into())).await;
     let mut c = app.client().await;
     let mut ids = Vec::new();
     for affinity in [5.0, 35.0, 65.0, 95.0] {
@@ -189,6 +189,16 @@ async fn renormalized(backend: Backend) {
             .events;
         assert_eq!(events.last().unwrap().action, "renormalize");
     }
+    // Progress: the sweep counted the four down to zero.
+    let m = metrics::scrape(&app).await;
+    assert_eq!(
+        metrics::value(&m, "session_renormalized_sessions_total"),
+        Some(4.0)
+    );
+    assert_eq!(
+        metrics::value(&m, "session_renormalize_pending_sessions"),
+        Some(0.0)
+    );
     app.finish().await;
 }
 

@@ -32,6 +32,20 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A short label for spans and logs: how the use case ended.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::NotFound => "not_found",
+            Self::Conflict { .. } | Self::RulesConflict { .. } => "conflict",
+            Self::Precondition { .. } => "precondition",
+            Self::RequestIdReused => "request_id_reused",
+            Self::PermissionDenied(_) => "denied",
+            Self::Unavailable(_) | Self::ShuttingDown => "unavailable",
+            Self::Internal(_) => "error",
+        }
+    }
+
     /// Errors a retried write can produce after its first attempt committed: worth
     /// checking the idempotency record before answering.
     pub(crate) fn may_be_replay(&self) -> bool {

@@ -32,6 +32,10 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The `user_id` of a caller acting for no user: an admin service, or the
+    /// server itself. User ids are positive.
+    pub const NO_USER: i64 = 0;
+
     pub fn owner(&self) -> Owner {
         if self.admin {
             Owner::Any
@@ -89,6 +93,17 @@ struct Inner {
     /// Writers without an expected version queue here per session (striped), so on
     /// one replica they take turns instead of conflicting in the database.
     stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Records how a use case ended in the `outcome` field of its span, and passes the
+/// result on: every use-case span carries `user_id`, the session and the outcome.
+fn ended<T>(result: Result<T, ServiceError>) -> Result<T, ServiceError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    tracing::Span::current().record("outcome", outcome);
+    result
 }
 
 /// Lock stripes for unguarded writers; sessions that share a stripe just take turns.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Caller, ServiceError, Sessions};
+use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
     cache::Lookup,
     domain::{PageToken, Session, SessionEvent, SessionId},
@@ -32,9 +32,12 @@ fn page<T>(mut items: Vec<T>, size: u64, kind: &str, id: impl Fn(&T) -> i64) -> 
 
 impl Sessions {
     /// GetSession: the cache if warm, else the database (then filling the cache).
-    #[tracing::instrument(skip(self), fields(session_id = id.get()))]
+    #[tracing::instrument(
+        skip(self, caller),
+        fields(session_id = id.get(), user_id = caller.user_id, outcome)
+    )]
     pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Arc<Session>, ServiceError> {
-        self.cached_or_read(caller, id.get(), |_| true).await
+        ended(self.cached_or_read(caller, id.get(), |_| true).await)
     }
 
     /// The cached session if `fresh_enough` accepts it, else the database row (which
@@ -67,7 +70,7 @@ impl Sessions {
     }
 
     /// ListSessions: the caller's sessions (an admin's: everyone's), newest first.
-    #[tracing::instrument(skip(self, query))]
+    #[tracing::instrument(skip(self, caller, query), fields(user_id = caller.user_id, outcome))]
     pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Page<Session>, ServiceError> {
         let size = query.page_size.get();
         let items = self
@@ -79,12 +82,16 @@ impl Sessions {
                 query.after.map(|t| t.after_id),
                 size + 1,
             )
-            .await?;
-        Ok(page(items, size, "sessions", |s| s.id))
+            .await
+            .map_err(ServiceError::from);
+        ended(items.map(|items| page(items, size, "sessions", |s| s.id)))
     }
 
     /// ListSessionEvents: the audit trail, oldest first.
-    #[tracing::instrument(skip(self, query), fields(session_id = query.session_id.get()))]
+    #[tracing::instrument(
+        skip(self, caller, query),
+        fields(session_id = query.session_id.get(), user_id = caller.user_id, outcome)
+    )]
     pub async fn events(
         &self,
         caller: &Caller,
@@ -100,8 +107,9 @@ impl Sessions {
                 query.after.map(|t| t.after_id),
                 size + 1,
             )
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        Ok(page(items, size, "events", |e| e.id))
+            .await
+            .map_err(ServiceError::from)
+            .and_then(|found| found.ok_or(ServiceError::NotFound));
+        ended(items.map(|items| page(items, size, "events", |e| e.id)))
     }
 }

@@ -10,7 +10,7 @@ use crate::domain::{Change, SessionId, Write};
 
 /// Acts on any session; never an actual caller.
 const SYSTEM: Caller = Caller {
-    user_id: 0,
+    user_id: Caller::NO_USER,
     admin: true,
 };
 
@@ -32,18 +32,26 @@ impl Sessions {
     pub async fn sweep(&self) -> Result<u64, super::ServiceError> {
         let store = &self.inner.store;
         let batch = self.inner.settings.renormalize_batch.max(1);
+        let pending = &self.inner.metrics.renormalize_pending;
+        let worlds = store.world_rule_versions().await?;
+        // What this sweep has to do, counted down as it goes: the progress metric.
+        let mut waiting = 0;
+        for &(world_id, version) in &worlds {
+            waiting += store.count_stale(world_id, version).await?;
+        }
+        pending.set(waiting as i64);
         let mut total = 0;
-        for (world_id, version) in store.world_rule_versions().await? {
+        for (world_id, version) in worlds {
             let mut after = 0;
             loop {
                 let ids = store.stale_sessions(world_id, version, after, batch).await?;
                 let Some(&last) = ids.last() else { break };
-                self.inner.metrics.renormalize_pending.set(ids.len() as i64);
                 for id in &ids {
                     if self.inner.shutdown.is_cancelled() {
                         return Ok(total);
                     }
                     self.renormalize_one(*id).await;
+                    pending.dec();
                 }
                 total += ids.len() as u64;
                 after = last;

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Caller, ServiceError, Sessions};
+use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
     cache::Subscription,
     domain::{Session, SessionId},
@@ -33,7 +33,10 @@ impl Drop for OpenStream {
 
 impl Sessions {
     /// Starts watching. Unknown sessions fail here, before the stream starts.
-    #[tracing::instrument(skip(self), fields(session_id = id.get()))]
+    #[tracing::instrument(
+        skip(self, caller),
+        fields(session_id = id.get(), user_id = caller.user_id, outcome)
+    )]
     pub async fn watch(
         &self,
         caller: Caller,
@@ -42,7 +45,7 @@ impl Sessions {
     ) -> Result<WatchStream, ServiceError> {
         // Subscribe before reading, so no version committed in between is missed.
         let subscription = self.inner.cache.subscribe(id.get());
-        let first = self.get(&caller, id).await?;
+        let first = ended(self.get(&caller, id).await)?;
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(self.clone().watch_loop(caller, first, since, subscription, tx));
         Ok(ReceiverStream::new(rx))

@@ -1,21 +1,37 @@
 //! GetWorldRules and PutWorldRules.
 
-use super::{Caller, ServiceError, Sessions};
+use super::{Caller, ServiceError, Sessions, ended};
 use crate::domain::{DomainError, WorldRules};
 
 impl Sessions {
     /// The rules of a world: its own, or the defaults at version 0.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self), fields(outcome))]
     pub async fn world_rules(&self, world_id: i64) -> Result<WorldRules, ServiceError> {
         if world_id <= 0 {
-            return Err(DomainError::invalid("world_id", "must be a positive integer").into());
+            return ended(Err(DomainError::invalid(
+                "world_id",
+                "must be a positive integer",
+            )
+            .into()));
         }
-        self.rules_for(Some(world_id)).await
+        ended(self.rules_for(Some(world_id)).await)
     }
 
     /// Replaces a world's rules (admin only) and wakes the re-normalizer.
-    #[tracing::instrument(skip(self, rules), fields(world_id = rules.world_id))]
+    #[tracing::instrument(
+        skip(self, caller, rules),
+        fields(world_id = rules.world_id, user_id = caller.user_id, outcome)
+    )]
     pub async fn put_world_rules(
+        &self,
+        caller: &Caller,
+        rules: WorldRules,
+        expected: Option<i64>,
+    ) -> Result<WorldRules, ServiceError> {
+        ended(self.replace_world_rules(caller, rules, expected).await)
+    }
+
+    async fn replace_world_rules(
         &self,
         caller: &Caller,
         rules: WorldRules,

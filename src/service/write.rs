@@ -1,9 +1,9 @@
 //! CreateSession and every versioned write (update, advance, mutate, delete).
 
-use super::{Caller, ServiceError, Sessions, plan::plan};
+use super::{Caller, ServiceError, Sessions, ended, plan::plan};
 use crate::{
     domain::RequestId,
-    domain::{Change, Session, WorldRules, Write, normalize_relationships},
+    domain::{Change, FieldViolation, Session, WorldRules, Write, normalize_relationships},
     store::{RequestKey, RequestRecord, Store, StoreError, WriteMeta, Written},
     wire::CreateRequest,
 };
@@ -18,8 +18,18 @@ fn key_of<'a>(caller: &Caller, request_id: Option<&'a RequestId>) -> Option<Requ
 
 impl Sessions {
     /// CreateSession: version 1, owned by the caller.
-    #[tracing::instrument(skip(self, req), fields(user_id = caller.user_id, session_id))]
+    #[tracing::instrument(skip(self, caller, req), fields(user_id = caller.user_id, session_id, outcome))]
     pub async fn create(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
+        ended(self.create_session(caller, req).await)
+    }
+
+    async fn create_session(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
+        if caller.user_id == Caller::NO_USER {
+            return Err(ServiceError::Invalid(FieldViolation::new(
+                "x-user-id",
+                "a new session needs an owner: an admin service must name the user in x-user-id",
+            )));
+        }
         let limits = &self.inner.settings.json_limits;
         let mut session = req.new.to_session(caller.user_id, Store::now());
         let rules = self.rules_for(session.world_id).await?;
@@ -47,7 +57,7 @@ impl Sessions {
 
     /// Update, advance, mutate or delete one session. `Ok(None)` only for a delete.
     #[tracing::instrument(
-        skip(self, w),
+        skip(self, caller, w),
         fields(
             session_id = w.session_id.get(),
             user_id = caller.user_id,
@@ -81,16 +91,10 @@ impl Sessions {
             Err(e) if e.may_be_replay() => self.recorded(caller, &w).await?.ok_or(e),
             Err(e) => Err(e),
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(ServiceError::Conflict { .. }) => {
-                self.inner.metrics.conflicts.inc();
-                "conflict"
-            }
-            Err(_) => "error",
-        };
-        tracing::Span::current().record("outcome", outcome);
-        result
+        if let Err(ServiceError::Conflict { .. }) = &result {
+            self.inner.metrics.conflicts.inc();
+        }
+        ended(result)
     }
 
     /// With an expected version: compute from the session at that version (from the

@@ -59,6 +59,7 @@ impl Store {
 
     /// Up to `limit` events of a session `owner` may see, oldest first, after `after_id`.
     /// `None` if the session does not exist for `owner`.
+    #[tracing::instrument(name = "db.events", level = "debug", skip_all, fields(db.system = self.system(), session_id = session_id))]
     pub async fn events(
         &self,
         session_id: i64,

@@ -61,6 +61,15 @@ impl Store {
         self.writer.get_database_backend() == sea_orm::DbBackend::Postgres
     }
 
+    /// The `db.system` of spans (OpenTelemetry's names).
+    fn system(&self) -> &'static str {
+        if self.is_postgres() {
+            "postgresql"
+        } else {
+            "sqlite"
+        }
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.writer.ping().await.map_err(StoreError::from)?;

@@ -60,6 +60,7 @@ impl Store {
     }
 
     /// The record of an earlier write with this key, if it is still kept.
+    #[tracing::instrument(name = "db.request_record", level = "debug", skip_all, fields(db.system = self.system()))]
     pub async fn request_record(&self, key: RequestKey<'_>) -> Result<Option<RequestRecord>, StoreError> {
         let row = Entity::find_by_id((key.user_id, key.request_id.as_str().to_owned()))
             .one(&self.reader)

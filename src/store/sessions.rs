@@ -34,11 +34,13 @@ pub(super) async fn find<C: ConnectionTrait>(
 
 impl Store {
     /// One session, if it exists and `owner` may see it.
+    #[tracing::instrument(name = "db.get", level = "debug", skip_all, fields(db.system = self.system(), session_id = id))]
     pub async fn get(&self, id: i64, owner: Owner) -> Result<Option<Session>, StoreError> {
         find(&self.reader, id, owner).await
     }
 
     /// Up to `limit` sessions of `owner`, newest first, older than `before_id`.
+    #[tracing::instrument(name = "db.list", level = "debug", skip_all, fields(db.system = self.system()))]
     pub async fn list(
         &self,
         owner: Owner,
@@ -64,6 +66,7 @@ impl Store {
     }
 
     /// Inserts a session at version 1 with its `session_created` event.
+    #[tracing::instrument(name = "db.create", level = "debug", skip_all, fields(db.system = self.system()))]
     pub async fn create(
         &self,
         new: &Session,

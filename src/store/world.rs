@@ -1,6 +1,8 @@
 //! World rules: read, put (versioned), and finding sessions normalized with old rules.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 use super::{
     Store, StoreError,
@@ -11,6 +13,7 @@ use crate::domain::WorldRules;
 
 impl Store {
     /// The stored rules of a world, if it has its own.
+    #[tracing::instrument(name = "db.world_rules", level = "debug", skip_all, fields(db.system = self.system(), world_id = world_id))]
     pub async fn world_rules(&self, world_id: i64) -> Result<Option<WorldRules>, StoreError> {
         world::Entity::find_by_id(world_id)
             .one(&self.reader)
@@ -33,6 +36,7 @@ impl Store {
     }
 
     /// Stores `rules` as the next version, if the world is at `expected` (0: no rules yet).
+    #[tracing::instrument(name = "db.put_world_rules", level = "debug", skip_all, fields(db.system = self.system()))]
     pub async fn put_world_rules(
         &self,
         rules: &WorldRules,
@@ -79,6 +83,16 @@ impl Store {
             .all(&self.reader)
             .await?;
         Ok(rows)
+    }
+
+    /// How many sessions of `world_id` are normalized with rules older than `version`.
+    pub async fn count_stale(&self, world_id: i64, version: i64) -> Result<u64, StoreError> {
+        let n = session::Entity::find()
+            .filter(session::Column::WorldId.eq(world_id))
+            .filter(session::Column::RulesVersion.lt(version))
+            .count(&self.reader)
+            .await?;
+        Ok(n)
     }
 
     /// Ids of sessions of `world_id` normalized with rules older than `version`.

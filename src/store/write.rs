@@ -45,6 +45,7 @@ pub struct Written {
 
 impl Store {
     /// Applies `planned` if the session is still at `base.version` (compare-and-set).
+    #[tracing::instrument(name = "db.compare_and_set", level = "debug", skip_all, fields(db.system = self.system(), session_id = base.id, version = base.version))]
     pub async fn cas(
         &self,
         owner: Owner,
@@ -86,6 +87,7 @@ impl Store {
     /// single writer connection serializes), lets `plan` compute the next state from
     /// it, the rules version it was normalized with and the world's rules, and writes it. Concurrent writers queue instead of
     /// conflicting, so this never fails with a conflict.
+    #[tracing::instrument(name = "db.locked_write", level = "debug", skip_all, fields(db.system = self.system(), session_id = id))]
     pub async fn locked<F>(
         &self,
         id: i64,
@@ -133,6 +135,7 @@ impl Store {
     }
 
     /// Deletes a session (if still at `expected`) and its events. Returns the deleted row.
+    #[tracing::instrument(name = "db.delete", level = "debug", skip_all, fields(db.system = self.system(), session_id = id))]
     pub async fn delete(
         &self,
         id: i64,

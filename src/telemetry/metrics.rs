@@ -116,7 +116,7 @@ impl Metrics {
         );
         r.register(
             "renormalize_pending_sessions",
-            "Sessions still normalized with old world rules (last sweep)",
+            "Sessions still normalized with old world rules, counted down by the running sweep",
             m.renormalize_pending.clone(),
         );
         Self { registry, ..m }

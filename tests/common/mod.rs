@@ -157,9 +157,13 @@ impl TestApp {
 
 /// A request carrying the interim `x-user-id` identity.
 pub fn as_user<T>(user: i64, msg: T) -> Request<T> {
+    as_user_header(&user.to_string(), msg)
+}
+
+/// A request with `x-user-id` set to exactly `value`.
+pub fn as_user_header<T>(value: &str, msg: T) -> Request<T> {
     let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("x-user-id", user.to_string().parse().unwrap());
+    req.metadata_mut().insert("x-user-id", value.parse().unwrap());
     req
 }
 
@@ -199,4 +203,20 @@ pub async fn create(
         .await
         .expect("create")
         .into_inner()
+}
+
+/// The field named by the BadRequest detail of an error.
+pub fn violated_field(status: &tonic::Status) -> String {
+    use prost::Message;
+    let rpc = session_service::wire::status::rpc_status(status).expect("details");
+    let any = rpc
+        .details
+        .iter()
+        .find(|a| a.type_url == "type.googleapis.com/google.rpc.BadRequest")
+        .expect("a BadRequest detail");
+    tonic_types::pb::BadRequest::decode(any.value.as_slice())
+        .unwrap()
+        .field_violations[0]
+        .field
+        .clone()
 }

@@ -181,6 +181,9 @@ impl JwtVerifier {
             StringOrNumber::N(n) => n,
             StringOrNumber::S(s) => s.parse().map_err(|_| "sub is not an integer user id")?,
         };
+        if user_id < 1 {
+            return Err("sub is not a positive user id".into());
+        }
         let mut all = scopes(data.claims.scope);
         all.extend(scopes(data.claims.scp));
         Ok(Claims { user_id, scopes: all })

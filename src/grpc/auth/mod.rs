@@ -111,8 +111,12 @@ impl Authenticator {
                 let admin = mtls::scopes(leaf).iter().any(|s| s == admin_scope);
                 match header_user(req) {
                     Some(user_id) => Ok(Caller { user_id, admin }),
-                    // An admin service may act without naming a user.
-                    None if admin => Ok(Caller { user_id: 0, admin }),
+                    // An admin service may act without naming a user (it cannot
+                    // create sessions then: they need an owner).
+                    None if admin => Ok(Caller {
+                        user_id: Caller::NO_USER,
+                        admin,
+                    }),
                     None => Err(unauthenticated()),
                 }
             }
@@ -129,14 +133,17 @@ impl Authenticator {
     }
 }
 
+/// `x-user-id`: user ids are positive (0 is the service acting for no user).
 fn header_user(req: &Request<()>) -> Option<i64> {
-    req.metadata()
+    let id: i64 = req
+        .metadata()
         .get("x-user-id")?
         .to_str()
         .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    (id > 0).then_some(id)
 }
 
 fn bearer(req: &Request<()>) -> Option<&str> {
