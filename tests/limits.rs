@@ -123,6 +123,11 @@ async fn a_message_over_the_size_limit_is_refused_and_the_server_stays_up() {
     };
     let err = c.update_session(as_user(1, huge)).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let info = error_info(&err).expect("transport errors carry ErrorInfo too");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("MESSAGE_TOO_LARGE", "session.pixsim7")
+    );
     assert!(
         c.get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
             .await
@@ -198,5 +203,24 @@ async fn a_peer_that_stops_answering_keepalive_pings_is_disconnected() {
         started.elapsed() >= Duration::from_millis(900),
         "not before the interval"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_unimplemented_with_error_info() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<pb::GetSessionRequest, pb::GameSession>::default();
+    let err = grpc
+        .unary(
+            as_user(1, pb::GetSessionRequest { session_id: 1 }),
+            "/pixsim.session.v1.SessionService/NoSuchMethod".parse().unwrap(),
+            codec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(error_info(&err).expect("ErrorInfo").reason, "UNIMPLEMENTED");
     app.finish().await;
 }

@@ -18,7 +18,7 @@ use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::status::{exhausted, timed_out};
+use super::status::{ensure_error_info, exhausted, timed_out};
 use crate::{telemetry::Metrics, wire::status::reason};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,7 +162,8 @@ pin_project_lite::pin_project! {
 }
 
 impl MeteredBody {
-    fn respond(response: http::Response<Body>, meter: Meter) -> http::Response<MeteredBody> {
+    fn respond(mut response: http::Response<Body>, meter: Meter) -> http::Response<MeteredBody> {
+        ensure_error_info(response.headers_mut());
         // A trailers-only answer (every unary error) has its status in the headers.
         let meter = match code_in(response.headers()) {
             Some(code) => {
@@ -184,13 +185,14 @@ impl HttpBody for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
+        let mut frame = ready!(this.inner.poll_frame(cx));
+        match &mut frame {
             Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref()
-                    && let Some(meter) = this.meter.take()
-                {
-                    meter.finish(code_in(trailers).unwrap_or(Code::Unknown));
+                if let Some(trailers) = f.trailers_mut() {
+                    ensure_error_info(trailers);
+                    if let Some(meter) = this.meter.take() {
+                        meter.finish(code_in(trailers).unwrap_or(Code::Unknown));
+                    }
                 }
             }
             Some(Err(status)) => {

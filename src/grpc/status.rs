@@ -80,3 +80,27 @@ pub fn timed_out() -> Status {
 pub fn exhausted(message: &str, reason: &str) -> Status {
     plain(Code::ResourceExhausted, message, reason)
 }
+
+/// Gives an error status that tonic or hyper produced (a message over the size
+/// limit, an undecodable request, an unknown method) the ErrorInfo every error of
+/// this server carries. `headers` are a response's headers or trailers; a success,
+/// or a status that already has details, is left alone.
+pub fn ensure_error_info(headers: &mut http::HeaderMap) {
+    if headers.contains_key("grpc-status-details-bin") {
+        return;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return;
+    };
+    let reason = match status.code() {
+        Code::Ok => return,
+        Code::OutOfRange => reason::MESSAGE_TOO_LARGE,
+        Code::Unimplemented => reason::UNIMPLEMENTED,
+        Code::Internal => reason::INTERNAL,
+        _ => reason::TRANSPORT,
+    };
+    let detailed = plain(status.code(), status.message(), reason);
+    if detailed.add_header(headers).is_err() {
+        tracing::debug!("could not add ErrorInfo to a transport status");
+    }
+}

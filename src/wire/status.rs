@@ -31,6 +31,12 @@ pub mod reason {
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     pub const INTERNAL: &str = "INTERNAL";
+    /// A request or response over `server.max_message_bytes` (tonic's OUT_OF_RANGE).
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// No such method on this server.
+    pub const UNIMPLEMENTED: &str = "UNIMPLEMENTED";
+    /// A status the transport produced, named by its code.
+    pub const TRANSPORT: &str = "TRANSPORT";
 }
 
 /// A status whose details hold ErrorInfo plus `extra` details. The inner
