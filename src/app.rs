@@ -3,13 +3,12 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
+
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
-};
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 
 use crate::{
     cache::{LocalCache, RedisCache, RedisSettings, SessionCache},
@@ -20,6 +19,7 @@ use crate::{
         auth::{AuthSetupError, Authenticator},
         edge::EdgeLayer,
         health::{self, Health},
+        tls::ReloadingTls,
     },
     pb::{self, session_service_server::SessionServiceServer},
     service::{ServiceSettings, Sessions},
@@ -235,11 +235,8 @@ impl Application {
             .max_decoding_message_size(server.max_message_bytes)
             .max_encoding_message_size(server.max_message_bytes.max(4 * 1024 * 1024));
         let (v1, v1alpha) = reflection(server.reflection)?;
-        let mut builder = Server::builder();
-        if let Some(tls) = tls_config(&settings)? {
-            builder = builder.tls_config(tls)?;
-        }
-        let router = builder
+        let tls = ReloadingTls::from_settings(&settings.tls).map_err(StartupError::Tls)?;
+        let router = Server::builder()
             .layer(edge)
             .http2_keepalive_interval(Some(Duration::from_secs(server.http2_keepalive_interval_secs)))
             .http2_keepalive_timeout(Some(Duration::from_secs(server.http2_keepalive_timeout_secs)))
@@ -261,8 +258,17 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         tracing::info!(listen = %listener.local_addr().map_err(|e| StartupError::Other(e.to_string()))?, "serving");
+        let serve: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+            Some(tls) => {
+                let every = Duration::from_millis(settings.tls.reload_interval_ms);
+                tokio::spawn(tls.clone().reload_forever(every, shutdown.clone()));
+                let accepted = crate::grpc::tls::incoming(listener, tls, shutdown.clone());
+                Box::pin(router.serve_with_incoming_shutdown(accepted, stop))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stop)),
+        };
         tokio::select! {
-            served = router.serve_with_incoming_shutdown(incoming(listener), stop) => served?,
+            served = serve => served?,
             _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
         }
         store.close().await;
@@ -280,23 +286,6 @@ fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Resul
         conn.set_nodelay(true)?;
         Ok(conn)
     })
-}
-
-/// TLS from PEM files; with a client CA, clients must present a certificate it signed.
-fn tls_config(s: &Settings) -> Result<Option<ServerTlsConfig>, StartupError> {
-    let (Some(cert), Some(key)) = (&s.tls.cert_file, &s.tls.key_file) else {
-        return Ok(None);
-    };
-    let read = |p: &std::path::PathBuf| {
-        std::fs::read(p).map_err(|e| StartupError::Tls(format!("{}: {e}", p.display())))
-    };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = &s.tls.client_ca_file {
-        tls = tls
-            .client_ca_root(Certificate::from_pem(read(ca)?))
-            .client_auth_optional(false);
-    }
-    Ok(Some(tls))
 }
 
 type Reflection<T> = Option<T>;

@@ -180,13 +180,27 @@ impl Default for JwtSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     /// CA that signs client certificates (mTLS); required by `mtls-trusted-header`.
     pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for new contents (new connections then get
+    /// the new certificate); 0 = only on SIGHUP.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use common::{pki::Ca, *};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -292,5 +292,66 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         };
         assert!(refused, "{name} is refused");
     }
+    app.finish().await;
+}
+
+/// Whether a new TLS connection trusting only `ca` gets a session back.
+async fn serves_to(app: &TestApp, ca: &str) -> bool {
+    let Ok(channel) = tls_channel(app, ca, None).await else {
+        return false;
+    };
+    SessionServiceClient::new(channel)
+        .create_session(as_user(1, create_req()))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() {
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("renewed CA"));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let install = |pem: &common::pki::Pem| {
+        std::fs::write(&cert, &pem.cert).unwrap();
+        std::fs::write(&key, &pem.key).unwrap();
+    };
+    install(&old_ca.issue("localhost", &["localhost"], &[]));
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.tls.cert_file = Some(cert.clone());
+        s.tls.key_file = Some(key.clone());
+        s.tls.reload_interval_ms = 100;
+    })
+    .await;
+    assert!(serves_to(&app, &old_ca.pem.cert).await);
+    let open = SessionServiceClient::new(tls_channel(&app, &old_ca.pem.cert, None).await.unwrap());
+
+    install(&new_ca.issue("localhost", &["localhost"], &[]));
+    let mut renewed = false;
+    for _ in 0..50 {
+        if serves_to(&app, &new_ca.pem.cert).await {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewed, "new connections get the renewed certificate");
+    assert!(
+        !serves_to(&app, &old_ca.pem.cert).await,
+        "and no longer the old one"
+    );
+    let mut open = open;
+    assert!(
+        open.create_session(as_user(1, create_req())).await.is_ok(),
+        "a connection made before keeps working"
+    );
+
+    // A broken renewal (key of another certificate) keeps the last good one.
+    let other = new_ca.issue("localhost", &["localhost"], &[]);
+    std::fs::write(&key, &other.key).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        serves_to(&app, &new_ca.pem.cert).await,
+        "the last good certificate stays"
+    );
     app.finish().await;
 }

@@ -5,5 +5,6 @@ pub mod edge;
 pub mod health;
 mod sessions;
 pub mod status;
+pub mod tls;
 
 pub use sessions::SessionApi;
