@@ -49,13 +49,17 @@ impl JsonLimits {
     }
 }
 
+/// The largest integer a protobuf `Struct` (a double) holds exactly: 2^53. Integers
+/// the service writes into session JSON must stay within ±this, or they would come
+/// back from the wire as a different number.
+pub const MAX_EXACT_INT: i64 = 1 << 53;
+
 /// A JSON number in canonical form: integral values within ±2^53 as integers.
 ///
 /// Protobuf `Struct` numbers are doubles; without one canonical form `85` and `85.0`
 /// would compare unequal and a client's optimistic state would never match the server's.
 pub fn number(value: f64) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    if value.fract() == 0.0 && value.abs() <= EXACT {
+    if value.fract() == 0.0 && value.abs() <= MAX_EXACT_INT as f64 {
         Value::from(value as i64)
     } else {
         serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)

@@ -5,7 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::{DomainError, JsonMap, Session, WorldTime, json::number};
+use super::{
+    DomainError, JsonMap, Session, WorldTime,
+    json::{MAX_EXACT_INT, number},
+};
 
 /// A partial update of one NPC relationship; present fields overwrite.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -166,10 +169,11 @@ impl SessionOp {
                     non_empty(arc_id, "arc_id")?,
                     || json!({"stage": 0, "seenScenes": []}),
                 )?;
-                arc.insert("stage".into(), json!(stage));
+                arc.insert("stage".into(), json!(exact(*stage, "stage")?));
                 Ok(())
             }
             Self::MarkSceneSeen { arc_id, scene_id } => {
+                let scene_id = exact(*scene_id, "scene_id")?;
                 let arc = entry(
                     &mut s.flags,
                     "arcs",
@@ -177,7 +181,7 @@ impl SessionOp {
                     || json!({"stage": 0, "seenScenes": []}),
                 )?;
                 let seen = list_in(arc, "seenScenes", "flags.arcs.seenScenes")?;
-                if !seen.iter().any(|v| v.as_i64() == Some(*scene_id)) {
+                if !seen.iter().any(|v| v.as_i64() == Some(scene_id)) {
                     seen.push(json!(scene_id));
                 }
                 Ok(())
@@ -231,7 +235,18 @@ fn positive_qty(qty: i64) -> Result<i64, DomainError> {
     if qty < 1 {
         return Err(DomainError::invalid("qty", "must be at least 1"));
     }
-    Ok(qty)
+    exact(qty, "qty")
+}
+
+/// An integer that survives the wire: within ±2^53 (see [`MAX_EXACT_INT`]).
+fn exact(value: i64, field: &str) -> Result<i64, DomainError> {
+    if value.unsigned_abs() > MAX_EXACT_INT as u64 {
+        return Err(DomainError::invalid(
+            field,
+            "must be within ±2^53 (9007199254740992): larger integers are not exact in JSON numbers",
+        ));
+    }
+    Ok(value)
 }
 
 fn bad_shape(path: &str, want: &str) -> DomainError {
@@ -277,13 +292,21 @@ fn list_in<'a>(obj: &'a mut JsonMap, key: &str, path: &str) -> Result<&'a mut Ve
         .ok_or_else(|| bad_shape(path, "a list"))
 }
 
+/// A stored count: an integer within ±2^53 (a larger one, written by `set_flag` or
+/// an update, is not a count the helpers can do exact arithmetic on).
 fn as_count(v: Option<&Value>, path: &str) -> Result<i64, DomainError> {
+    let limit = MAX_EXACT_INT as f64;
     match v {
         None | Some(Value::Null) => Ok(0),
         Some(v) => v
             .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .ok_or_else(|| bad_shape(path, "an integer")),
+            .filter(|n| n.unsigned_abs() <= MAX_EXACT_INT as u64)
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= limit)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| bad_shape(path, "an integer within ±2^53")),
     }
 }
 
@@ -333,9 +356,8 @@ fn add_item(s: &mut Session, item_id: &str, qty: i64) -> Result<(), DomainError>
     match find_item(items, id) {
         Some(i) => {
             let held = as_count(items[i].get("qty"), "flags.inventory.items.qty")?;
-            let total = held
-                .checked_add(qty)
-                .ok_or_else(|| DomainError::invalid("qty", "overflows the held quantity"))?;
+            // Both are within 2^53, so the sum cannot overflow an i64.
+            let total = exact(held + qty, "qty")?;
             items[i]["qty"] = json!(total);
         }
         None => items.push(json!({"id": id, "qty": qty})),
@@ -372,6 +394,7 @@ fn increment_steps(s: &mut Session, quest_id: &str, n: i64) -> Result<(), Domain
     if n < 1 {
         return Err(DomainError::invalid("n", "must be at least 1"));
     }
+    let n = exact(n, "n")?;
     let quest = entry(
         &mut s.flags,
         "quests",
@@ -379,9 +402,7 @@ fn increment_steps(s: &mut Session, quest_id: &str, n: i64) -> Result<(), Domain
         || json!({"status": "in_progress", "stepsCompleted": 0}),
     )?;
     let done = as_count(quest.get("stepsCompleted"), "flags.quests.stepsCompleted")?;
-    let total = done
-        .checked_add(n)
-        .ok_or_else(|| DomainError::invalid("n", "overflows stepsCompleted"))?;
+    let total = exact(done + n, "n")?;
     quest.insert("stepsCompleted".into(), json!(total));
     Ok(())
 }

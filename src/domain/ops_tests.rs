@@ -191,6 +191,20 @@ fn bad_arguments_name_the_op_and_field() {
         (increment_quest_steps("q", 0), "ops[0].increment_quest_steps.n"),
         (trigger_event(""), "ops[0].trigger_event.event_id"),
         (set_flag("a..b", Some(json!(1))), "ops[0].set_flag.path"),
+        // Integers beyond 2^53 would not come back from the wire as the same number.
+        (
+            update_arc_stage("a", (1 << 53) + 1),
+            "ops[0].update_arc_stage.stage",
+        ),
+        (
+            mark_scene_seen("a", -(1 << 53) - 1),
+            "ops[0].mark_scene_seen.scene_id",
+        ),
+        (add_inventory_item("x", i64::MAX), "ops[0].add_inventory_item.qty"),
+        (
+            increment_quest_steps("q", 1 << 60),
+            "ops[0].increment_quest_steps.n",
+        ),
         (
             update_npc_relationship(
                 1,
@@ -214,6 +228,29 @@ fn bad_arguments_name_the_op_and_field() {
 fn a_wrongly_shaped_stored_value_is_a_failed_precondition() {
     let s = run(&[set_flag("inventory", Some(json!("not an object")))]);
     let err = apply_all(&s, &[add_inventory_item("x", 1)]).unwrap_err();
+    assert!(matches!(
+        err,
+        DomainError::Precondition {
+            reason: "INVALID_STATE",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn helper_arithmetic_stays_exact_on_the_wire() {
+    let max = 1_i64 << 53;
+    let s = run(&[add_inventory_item("x", max - 1)]);
+    let err = apply_all(&s, &[add_inventory_item("x", 2)]).unwrap_err();
+    assert!(matches!(err, DomainError::Invalid(v) if v.field == "ops[0].add_inventory_item.qty"));
+    let s = run(&[increment_quest_steps("q", max)]);
+    assert!(apply_all(&s, &[increment_quest_steps("q", 1)]).is_err());
+    // A count stored beyond 2^53 (by set_flag) is no count to do arithmetic on.
+    let s = run(&[set_flag(
+        "inventory",
+        Some(json!({"items": [{"id": "x", "qty": 1e17}]})),
+    )]);
+    let err = apply_all(&s, &[remove_inventory_item("x", 1)]).unwrap_err();
     assert!(matches!(
         err,
         DomainError::Precondition {

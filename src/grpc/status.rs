@@ -86,7 +86,11 @@ pub fn exhausted(message: &str, reason: &str) -> Status {
 /// this server carries. `headers` are a response's headers or trailers; a success,
 /// or a status that already has details, is left alone.
 pub fn ensure_error_info(headers: &mut http::HeaderMap) {
-    if headers.contains_key("grpc-status-details-bin") {
+    // Cheap checks first: this runs on every response.
+    let failed = headers
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() != b"0");
+    if !failed || headers.contains_key("grpc-status-details-bin") {
         return;
     }
     let Some(status) = Status::from_header_map(headers) else {
