@@ -264,7 +264,10 @@ impl Application {
                 let accepted = crate::grpc::tls::incoming(listener, tls, shutdown.clone());
                 Box::pin(router.serve_with_incoming_shutdown(accepted, stop))
             }
-            None => Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stop)),
+            None => {
+                tokio::spawn(crate::grpc::tls::hangup_without_tls(shutdown.clone()));
+                Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stop))
+            }
         };
         tokio::select! {
             served = serve => served?,

@@ -273,6 +273,15 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 5, "the admin OU acts on any session");
+    let err = ops
+        .get_session(as_user_header("0", pb::GetSessionRequest { session_id: s.id }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::Unauthenticated,
+        "a bad x-user-id is not taken as none"
+    );
     let err = ops.create_session(Request::new(create_req())).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "a new session needs an owner");
     assert_eq!(violated_field(&err), "x-user-id");

@@ -301,9 +301,11 @@ fn as_count(v: Option<&Value>, path: &str) -> Result<i64, DomainError> {
         Some(v) => v
             .as_i64()
             .filter(|n| n.unsigned_abs() <= MAX_EXACT_INT as u64)
+            // Only a stored double may stand for an integer: an integer beyond 2^53
+            // read as a double would round into range and be taken as a wrong count.
             .or_else(|| {
                 v.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() <= limit)
+                    .filter(|f| v.is_f64() && f.fract() == 0.0 && f.abs() <= limit)
                     .map(|f| f as i64)
             })
             .ok_or_else(|| bad_shape(path, "an integer within ±2^53")),
@@ -357,7 +359,13 @@ fn add_item(s: &mut Session, item_id: &str, qty: i64) -> Result<(), DomainError>
         Some(i) => {
             let held = as_count(items[i].get("qty"), "flags.inventory.items.qty")?;
             // Both are within 2^53, so the sum cannot overflow an i64.
-            let total = exact(held + qty, "qty")?;
+            let total = held + qty;
+            if total > MAX_EXACT_INT {
+                return Err(DomainError::invalid(
+                    "qty",
+                    format!("the held quantity would be {total}, beyond 2^53 (not exact in JSON numbers)"),
+                ));
+            }
             items[i]["qty"] = json!(total);
         }
         None => items.push(json!({"id": id, "qty": qty})),
@@ -402,7 +410,13 @@ fn increment_steps(s: &mut Session, quest_id: &str, n: i64) -> Result<(), Domain
         || json!({"status": "in_progress", "stepsCompleted": 0}),
     )?;
     let done = as_count(quest.get("stepsCompleted"), "flags.quests.stepsCompleted")?;
-    let total = exact(done + n, "n")?;
+    let total = done + n;
+    if total > MAX_EXACT_INT {
+        return Err(DomainError::invalid(
+            "n",
+            format!("stepsCompleted would be {total}, beyond 2^53 (not exact in JSON numbers)"),
+        ));
+    }
     quest.insert("stepsCompleted".into(), json!(total));
     Ok(())
 }

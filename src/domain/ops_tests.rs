@@ -258,4 +258,16 @@ fn helper_arithmetic_stays_exact_on_the_wire() {
             ..
         }
     ));
+    // Nor is an integer beyond it (as a double it would round into range).
+    let s = run(&[set_flag(
+        "quests",
+        Some(json!({"q": {"stepsCompleted": max + 1}})),
+    )]);
+    assert!(matches!(
+        apply_all(&s, &[increment_quest_steps("q", 1)]).unwrap_err(),
+        DomainError::Precondition {
+            reason: "INVALID_STATE",
+            ..
+        }
+    ));
 }

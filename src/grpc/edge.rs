@@ -97,6 +97,7 @@ where
                     method,
                     started,
                     metrics: edge.metrics.clone(),
+                    recorded: false,
                 };
                 // Health checks are never shed: an overloaded replica is still alive.
                 let permit = if meter.method.starts_with("grpc.health.") {
@@ -124,17 +125,29 @@ where
     }
 }
 
-/// Records one request when its status is known.
+/// Records one request once its status is known. Dropped before that, the call
+/// was cancelled: the client went away, or tonic's own `grpc-timeout` (which sits
+/// outside this layer) dropped the call.
 struct Meter {
     method: String,
     started: Instant,
     metrics: Arc<Metrics>,
+    recorded: bool,
 }
 
 impl Meter {
-    fn finish(self, code: Code) {
-        self.metrics
-            .request(&self.method, code, self.started.elapsed().as_secs_f64());
+    fn finish(&mut self, code: Code) {
+        if !self.recorded {
+            self.recorded = true;
+            self.metrics
+                .request(&self.method, code, self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
     }
 }
 
@@ -144,25 +157,17 @@ fn code_in(headers: &http::HeaderMap) -> Option<Code> {
 }
 
 pin_project_lite::pin_project! {
-    /// The response body, watched for the `grpc-status` trailer to meter the request.
+    /// The response body, watched for the `grpc-status` trailer to meter the request
+    /// (dropped before its trailers, the meter records CANCELLED).
     pub struct MeteredBody {
         #[pin]
         inner: Body,
         meter: Option<Meter>,
     }
-
-    impl PinnedDrop for MeteredBody {
-        fn drop(this: Pin<&mut Self>) {
-            // Dropped before its trailers: the client went away.
-            if let Some(meter) = this.project().meter.take() {
-                meter.finish(Code::Cancelled);
-            }
-        }
-    }
 }
 
 impl MeteredBody {
-    fn respond(mut response: http::Response<Body>, meter: Meter) -> http::Response<MeteredBody> {
+    fn respond(mut response: http::Response<Body>, mut meter: Meter) -> http::Response<MeteredBody> {
         ensure_error_info(response.headers_mut());
         // A trailers-only answer (every unary error) has its status in the headers.
         let meter = match code_in(response.headers()) {
@@ -190,18 +195,18 @@ impl HttpBody for MeteredBody {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_mut() {
                     ensure_error_info(trailers);
-                    if let Some(meter) = this.meter.take() {
+                    if let Some(mut meter) = this.meter.take() {
                         meter.finish(code_in(trailers).unwrap_or(Code::Unknown));
                     }
                 }
             }
             Some(Err(status)) => {
-                if let Some(meter) = this.meter.take() {
+                if let Some(mut meter) = this.meter.take() {
                     meter.finish(status.code());
                 }
             }
             None => {
-                if let Some(meter) = this.meter.take() {
+                if let Some(mut meter) = this.meter.take() {
                     meter.finish(Code::Ok);
                 }
             }

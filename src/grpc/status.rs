@@ -87,23 +87,31 @@ pub fn exhausted(message: &str, reason: &str) -> Status {
 /// or a status that already has details, is left alone.
 pub fn ensure_error_info(headers: &mut http::HeaderMap) {
     // Cheap checks first: this runs on every response.
-    let failed = headers
+    let code = headers
         .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() != b"0");
-    if !failed || headers.contains_key("grpc-status-details-bin") {
-        return;
-    }
-    let Some(status) = Status::from_header_map(headers) else {
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32);
+    let Some(code) = code.filter(|c| *c != Code::Ok) else {
         return;
     };
-    let reason = match status.code() {
-        Code::Ok => return,
+    if headers.contains_key("grpc-status-details-bin") {
+        return;
+    }
+    // The message as sent (percent-decoded); if tonic reads the status differently
+    // (a message that is not UTF-8), leave the original alone.
+    let Some(parsed) = Status::from_header_map(headers).filter(|s| s.code() == code) else {
+        return;
+    };
+    let reason = match code {
         Code::OutOfRange => reason::MESSAGE_TOO_LARGE,
         Code::Unimplemented => reason::UNIMPLEMENTED,
         Code::Internal => reason::INTERNAL,
+        Code::NotFound => reason::NOT_FOUND,
+        Code::Cancelled => reason::CANCELLED,
         _ => reason::TRANSPORT,
     };
-    let detailed = plain(status.code(), status.message(), reason);
+    let detailed = plain(code, parsed.message(), reason);
     if detailed.add_header(headers).is_err() {
         tracing::debug!("could not add ErrorInfo to a transport status");
     }

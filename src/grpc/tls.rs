@@ -6,7 +6,9 @@
 //! rustls config, which is rebuilt when the files' contents change (checked every
 //! `tls.reload_interval_ms`) or on SIGHUP. A change that does not load (a half
 //! written file, a key that does not match) keeps the previous config and logs why.
-//! Connections already open keep the certificate they were made with.
+//! Connections already open keep the certificate (and, with mTLS, the client
+//! authorization) they were made with, until the client reconnects or the server
+//! restarts.
 
 use std::{
     io,
@@ -163,6 +165,20 @@ impl ReloadingTls {
     }
 }
 
+/// Without TLS there is nothing to reload, but SIGHUP must not stop the server
+/// (its default action) without draining: log it instead, until `stop`.
+pub async fn hangup_without_tls(stop: CancellationToken) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = hangup.recv() => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+        }
+    }
+}
+
 /// TLS connections accepted on `listener`: each handshake runs in its own task (a
 /// slow or silent client cannot hold up the others) with the config current when
 /// the connection arrived. Failed handshakes are logged and dropped.
@@ -178,6 +194,14 @@ pub fn incoming(
                 _ = stop.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
+                    // A peer that gave up before we accepted: nothing to wait for.
+                    Err(error) if matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) => {
+                        tracing::debug!(%error, "connection gone before accept");
+                        continue;
+                    }
                     Err(error) => {
                         // Out of file descriptors and the like: back off a little.
                         tracing::warn!(%error, "accept failed");

@@ -96,7 +96,8 @@ struct Inner {
 }
 
 /// Records how a use case ended in the `outcome` field of its span, and passes the
-/// result on: every use-case span carries `user_id`, the session and the outcome.
+/// result on: every use-case span carries the outcome, and the caller's `user_id`
+/// and the session where the use case has them.
 fn ended<T>(result: Result<T, ServiceError>) -> Result<T, ServiceError> {
     let outcome = match &result {
         Ok(_) => "ok",

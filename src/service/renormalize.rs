@@ -33,43 +33,55 @@ impl Sessions {
         let store = &self.inner.store;
         let batch = self.inner.settings.renormalize_batch.max(1);
         let pending = &self.inner.metrics.renormalize_pending;
-        let worlds = store.world_rule_versions().await?;
+        // The first page of each world, which is all an idle sweep reads.
+        let mut firsts = Vec::new();
+        for (world_id, version) in store.world_rule_versions().await? {
+            let ids = store.stale_sessions(world_id, version, 0, batch).await?;
+            if !ids.is_empty() {
+                firsts.push((world_id, version, ids));
+            }
+        }
         // What this sweep has to do, counted down as it goes: the progress metric.
         let mut waiting = 0;
-        for &(world_id, version) in &worlds {
-            waiting += store.count_stale(world_id, version).await?;
+        for (world_id, version, _) in &firsts {
+            waiting += store.count_stale(*world_id, *version).await? as i64;
         }
-        pending.set(waiting as i64);
+        pending.set(waiting);
         let mut total = 0;
-        for (world_id, version) in worlds {
-            let mut after = 0;
-            loop {
-                let ids = store.stale_sessions(world_id, version, after, batch).await?;
-                let Some(&last) = ids.last() else { break };
-                for id in &ids {
+        let mut failed = 0;
+        for (world_id, version, first) in firsts {
+            let mut page = first;
+            while let Some(&last) = page.last() {
+                for id in &page {
                     if self.inner.shutdown.is_cancelled() {
                         return Ok(total);
                     }
-                    self.renormalize_one(*id).await;
-                    pending.dec();
+                    if !self.renormalize_one(*id).await {
+                        failed += 1;
+                    }
+                    // Sessions that went stale after the count are done too: not below 0.
+                    waiting = (waiting - 1).max(0);
+                    pending.set(waiting);
                 }
-                total += ids.len() as u64;
-                after = last;
+                total += page.len() as u64;
                 tracing::info!(
                     world_id,
                     rules_version = version,
                     done = total,
                     "re-normalizing sessions"
                 );
+                page = store.stale_sessions(world_id, version, last, batch).await?;
             }
         }
-        self.inner.metrics.renormalize_pending.set(0);
+        // What failed is still stale (the next sweep retries it).
+        pending.set(failed);
         Ok(total)
     }
 
-    async fn renormalize_one(&self, id: i64) {
+    /// False if the session is still normalized with old rules afterwards.
+    async fn renormalize_one(&self, id: i64) -> bool {
         let Ok(session_id) = SessionId::parse(id, "session_id") else {
-            return;
+            return true;
         };
         let write = Write {
             session_id,
@@ -80,10 +92,14 @@ impl Sessions {
         match self.locked(&SYSTEM, &write).await {
             Ok(_) => {
                 self.inner.metrics.renormalized.inc();
+                true
             }
             // Deleted meanwhile: nothing to do.
-            Err(super::ServiceError::NotFound) => {}
-            Err(error) => tracing::warn!(session_id = id, %error, "re-normalizing a session failed"),
+            Err(super::ServiceError::NotFound) => true,
+            Err(error) => {
+                tracing::warn!(session_id = id, %error, "re-normalizing a session failed");
+                false
+            }
         }
     }
 }

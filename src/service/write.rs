@@ -88,7 +88,10 @@ impl Sessions {
             // A failure its own earlier attempt could explain (the version moved, the
             // session is gone, the node changed, the key is taken): the recorded
             // result, if this request id has one.
-            Err(e) if e.may_be_replay() => self.recorded(caller, &w).await?.ok_or(e),
+            Err(e) if e.may_be_replay() => match self.recorded(caller, &w).await {
+                Ok(recorded) => recorded.ok_or(e),
+                Err(lookup) => Err(lookup),
+            },
             Err(e) => Err(e),
         };
         if let Err(ServiceError::Conflict { .. }) = &result {

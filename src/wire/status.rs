@@ -35,7 +35,11 @@ pub mod reason {
     pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
     /// No such method on this server.
     pub const UNIMPLEMENTED: &str = "UNIMPLEMENTED";
-    /// A status the transport produced, named by its code.
+    /// Health: a service name this server does not know.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The call was cancelled before it finished.
+    pub const CANCELLED: &str = "CANCELLED";
+    /// Any other status the gRPC transport produced itself.
     pub const TRANSPORT: &str = "TRANSPORT";
 }
 

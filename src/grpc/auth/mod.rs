@@ -83,7 +83,7 @@ impl Authenticator {
         let admin_scope = &self.config.admin_scope;
         match &self.config.mode {
             AuthMode::None => {
-                let user_id = header_user(req).ok_or_else(unauthenticated)?;
+                let user_id = header_user(req)?.ok_or_else(unauthenticated)?;
                 let scopes = req
                     .metadata()
                     .get("x-scopes")
@@ -109,7 +109,7 @@ impl Authenticator {
                 let certs = req.peer_certs().ok_or_else(unauthenticated)?;
                 let leaf = certs.first().ok_or_else(unauthenticated)?;
                 let admin = mtls::scopes(leaf).iter().any(|s| s == admin_scope);
-                match header_user(req) {
+                match header_user(req)? {
                     Some(user_id) => Ok(Caller { user_id, admin }),
                     // An admin service may act without naming a user (it cannot
                     // create sessions then: they need an owner).
@@ -133,17 +133,17 @@ impl Authenticator {
     }
 }
 
-/// `x-user-id`: user ids are positive (0 is the service acting for no user).
-fn header_user(req: &Request<()>) -> Option<i64> {
-    let id: i64 = req
-        .metadata()
-        .get("x-user-id")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (id > 0).then_some(id)
+/// `x-user-id`: `Ok(None)` when absent; a value that is not a positive integer is
+/// refused, never taken as absent (0 is the service acting for no user).
+fn header_user(req: &Request<()>) -> Result<Option<i64>, Status> {
+    let Some(value) = req.metadata().get("x-user-id") else {
+        return Ok(None);
+    };
+    let id = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok());
+    match id {
+        Some(id) if id > 0 => Ok(Some(id)),
+        _ => Err(unauthenticated()),
+    }
 }
 
 fn bearer(req: &Request<()>) -> Option<&str> {
