@@ -224,3 +224,34 @@ async fn an_unknown_method_is_unimplemented_with_error_info() {
     assert_eq!(error_info(&err).expect("ErrorInfo").reason, "UNIMPLEMENTED");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_call_dropped_on_the_clients_deadline_is_counted_as_cancelled() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.metrics.listen = Some(([127, 0, 0, 1], 0).into())
+    })
+    .await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({})).await;
+    let (db, lock) = hold_lock(&app, s.id).await;
+    let mut req = as_user(1, bump(s.id));
+    req.set_timeout(Duration::from_millis(200));
+    let err = c.update_session(req).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    let series = "session_grpc_requests_total{method=\"pixsim.session.v1.SessionService/UpdateSession\",code=\"Cancelled\"}";
+    let mut counted = None;
+    for _ in 0..50 {
+        counted = metrics::value(&metrics::scrape(&app).await, series);
+        if counted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, Some(1.0), "the dropped call is in the metrics");
+    lock.rollback().await.unwrap();
+    db.close().await.unwrap();
+    app.finish().await;
+}
