@@ -5,7 +5,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    metrics::{scrape, value},
+    metrics::{metrics_on, scrape, value},
     proxy::Proxy,
     redis::{PrivateRedis, shared_redis, unique_prefix},
     *,
@@ -135,7 +135,7 @@ async fn served_from_redis(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.redis.url = Some(url);
         s.redis.key_prefix = unique_prefix();
-        s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+        metrics_on(s);
     })
     .await;
     let mut c = app.client().await;

@@ -227,10 +227,7 @@ async fn an_unknown_method_is_unimplemented_with_error_info() {
 
 #[tokio::test]
 async fn a_call_dropped_on_the_clients_deadline_is_counted_as_cancelled() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.metrics.listen = Some(([127, 0, 0, 1], 0).into())
-    })
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, metrics::metrics_on).await;
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({})).await;
     let (db, lock) = hold_lock(&app, s.id).await;

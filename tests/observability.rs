@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    metrics::{scrape, value},
+    metrics::{metrics_on, scrape, value},
     *,
 };
 use serde_json::json;
@@ -13,10 +13,7 @@ use session_service::pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_expose_requests_conflicts_replays_cache_pool_and_watch_series() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.metrics.listen = Some(([127, 0, 0, 1], 0).into())
-    })
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, metrics_on).await;
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({})).await;
     let get = pb::GetSessionRequest { session_id: s.id };

@@ -151,7 +151,7 @@ async fn applied_on_write(backend: Backend) {
 }
 
 async fn renormalized(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.metrics.listen = Some(([127, 0, 0, 1], 0).into())).await;
+    let app = TestApp::spawn_with(backend, metrics::metrics_on).await;
     let mut c = app.client().await;
     let mut ids = Vec::new();
     for affinity in [5.0, 35.0, 65.0, 95.0] {

@@ -4,6 +4,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::TestApp;
 
+/// Settings tweak: serve /metrics on a free loopback port.
+pub fn metrics_on(s: &mut session_service::config::Settings) {
+    s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+}
+
 /// The Prometheus text of the app's /metrics (metrics must be enabled).
 pub async fn scrape(app: &TestApp) -> String {
     let mut stream = tokio::net::TcpStream::connect(app.metrics_addr.expect("metrics on"))
