@@ -37,6 +37,11 @@ pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The caller's request id, or a new one: resends must carry the same id.
+fn request_id_or_new(id: String) -> String {
+    if id.is_empty() { new_request_id() } else { id }
+}
+
 /// SessionService with the conflict-retry loop. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionClient {
@@ -136,11 +141,8 @@ impl SessionClient {
     }
 
     /// CreateSession (idempotent: resent with the same request id while unreachable).
-    pub async fn create(&self, req: pb::CreateSessionRequest) -> Result<Session, ClientError> {
-        let mut req = req;
-        if req.request_id.is_empty() {
-            req.request_id = new_request_id();
-        }
+    pub async fn create(&self, mut req: pb::CreateSessionRequest) -> Result<Session, ClientError> {
+        req.request_id = request_id_or_new(req.request_id);
         let g = self
             .resend(|mut stub, r| async move { stub.create_session(r).await }, req)
             .await?;
@@ -243,11 +245,8 @@ impl SessionClient {
     }
 
     /// UpdateSession with explicit fields (no retry on conflict).
-    pub async fn update(&self, req: pb::UpdateSessionRequest) -> Result<Session, ClientError> {
-        let mut req = req;
-        if req.request_id.is_empty() {
-            req.request_id = new_request_id();
-        }
+    pub async fn update(&self, mut req: pb::UpdateSessionRequest) -> Result<Session, ClientError> {
+        req.request_id = request_id_or_new(req.request_id);
         let g = self
             .resend(|mut stub, r| async move { stub.update_session(r).await }, req)
             .await?;

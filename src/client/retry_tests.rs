@@ -51,6 +51,23 @@ impl Script {
         }
     }
 
+    /// The retry loop with the default policy from session v1 (counter 0) against
+    /// this script.
+    async fn run(
+        &self,
+        change: impl FnMut(&mut Session) -> Result<(), ClientError>,
+    ) -> Result<Session, ClientError> {
+        update_loop(
+            &RetryPolicy::default(),
+            &ClientStats::default(),
+            session(1, 0),
+            "r".into(),
+            change,
+            self.send(),
+        )
+        .await
+    }
+
     fn gaps_ms(&self) -> Vec<u128> {
         let seen = self.seen.lock().unwrap();
         seen.windows(2).map(|w| (w[1].0 - w[0].0).as_millis()).collect()
@@ -160,16 +177,7 @@ async fn unavailable_resends_the_same_request_without_re_applying() {
             increment(s)
         }
     };
-    let got = update_loop(
-        &RetryPolicy::default(),
-        &ClientStats::default(),
-        session(1, 0),
-        "r".into(),
-        counted,
-        script.send(),
-    )
-    .await
-    .unwrap();
+    let got = script.run(counted).await.unwrap();
     assert_eq!(got.version, 2);
     assert_eq!(*calls.lock().unwrap(), 1, "the change was computed once");
     let seen = script.seen.lock().unwrap();
@@ -188,29 +196,11 @@ async fn a_connection_broken_under_the_call_is_resent_like_unavailable() {
     let mut ok = session(2, 1);
     ok.flags.insert("counter".into(), json!(1));
     let script = Script::new(vec![Err(broken), Ok(pb::GameSession::from(&ok))]);
-    let got = update_loop(
-        &RetryPolicy::default(),
-        &ClientStats::default(),
-        session(1, 0),
-        "r".into(),
-        increment,
-        script.send(),
-    )
-    .await
-    .unwrap();
+    let got = script.run(increment).await.unwrap();
     assert_eq!(got.version, 2);
     // A CANCELLED the server itself sent (no source) is not retried.
     let script = Script::new(vec![Err(Status::cancelled("by the server"))]);
-    let err = update_loop(
-        &RetryPolicy::default(),
-        &ClientStats::default(),
-        session(1, 0),
-        "r".into(),
-        increment,
-        script.send(),
-    )
-    .await
-    .unwrap_err();
+    let err = script.run(increment).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::Cancelled));
 }
 
@@ -224,16 +214,7 @@ async fn other_errors_return_at_once() {
         let code = status.code();
         let script = Script::new(vec![Err(status)]);
         let started = Instant::now();
-        let err = update_loop(
-            &RetryPolicy::default(),
-            &ClientStats::default(),
-            session(1, 0),
-            "r".into(),
-            increment,
-            script.send(),
-        )
-        .await
-        .unwrap_err();
+        let err = script.run(increment).await.unwrap_err();
         assert_eq!(err.code(), Some(code));
         assert_eq!(script.seen.lock().unwrap().len(), 1);
         assert_eq!(started.elapsed().as_millis(), 0);
@@ -249,16 +230,7 @@ async fn a_refusing_helper_ends_the_loop_without_sending() {
             "none held",
         )))
     };
-    let err = update_loop(
-        &RetryPolicy::default(),
-        &ClientStats::default(),
-        session(1, 0),
-        "r".into(),
-        refuse,
-        script.send(),
-    )
-    .await
-    .unwrap_err();
+    let err = script.run(refuse).await.unwrap_err();
     assert!(matches!(err, ClientError::Mutation(_)));
     assert!(script.seen.lock().unwrap().is_empty());
 }

@@ -249,6 +249,17 @@ fn exact(value: i64, field: &str) -> Result<i64, DomainError> {
     Ok(value)
 }
 
+/// A sum a helper would store, refused (naming the argument `field`) beyond 2^53.
+fn exact_total(total: i64, field: &str, what: &str) -> Result<i64, DomainError> {
+    if total > MAX_EXACT_INT {
+        return Err(DomainError::invalid(
+            field,
+            format!("{what} would be {total}, beyond 2^53 (not exact in JSON numbers)"),
+        ));
+    }
+    Ok(total)
+}
+
 fn bad_shape(path: &str, want: &str) -> DomainError {
     DomainError::precondition("INVALID_STATE", format!("{path} is not {want}"))
 }
@@ -359,13 +370,7 @@ fn add_item(s: &mut Session, item_id: &str, qty: i64) -> Result<(), DomainError>
         Some(i) => {
             let held = as_count(items[i].get("qty"), "flags.inventory.items.qty")?;
             // Both are within 2^53, so the sum cannot overflow an i64.
-            let total = held + qty;
-            if total > MAX_EXACT_INT {
-                return Err(DomainError::invalid(
-                    "qty",
-                    format!("the held quantity would be {total}, beyond 2^53 (not exact in JSON numbers)"),
-                ));
-            }
+            let total = exact_total(held + qty, "qty", "the held quantity")?;
             items[i]["qty"] = json!(total);
         }
         None => items.push(json!({"id": id, "qty": qty})),
@@ -410,13 +415,7 @@ fn increment_steps(s: &mut Session, quest_id: &str, n: i64) -> Result<(), Domain
         || json!({"status": "in_progress", "stepsCompleted": 0}),
     )?;
     let done = as_count(quest.get("stepsCompleted"), "flags.quests.stepsCompleted")?;
-    let total = done + n;
-    if total > MAX_EXACT_INT {
-        return Err(DomainError::invalid(
-            "n",
-            format!("stepsCompleted would be {total}, beyond 2^53 (not exact in JSON numbers)"),
-        ));
-    }
+    let total = exact_total(done + n, "n", "stepsCompleted")?;
     quest.insert("stepsCompleted".into(), json!(total));
     Ok(())
 }
