@@ -6,7 +6,7 @@
 #   BENCH_DURATION=3s scripts/bench.sh --out /tmp/bench.md   # a quick look
 #
 # Floors and ceilings, measured in the same run:
-#   pgbench with scripts/bench/cas.sql       the service's conditional UPDATE … RETURNING
+#   pgbench -M prepared, scripts/bench/cas.sql  single-statement CAS of a 1 KiB document
 #   pgbench with scripts/bench/increment.sql one hot row incremented by every client
 #   redis-benchmark GET with the same value size
 #   session-bench health                     grpc.health.v1 Check: this server's gRPC floor
@@ -47,8 +47,17 @@ echo "== floors: pgbench and redis-benchmark"
 psql "$db_url" -qc "insert into game_sessions (user_id, scene_id, current_node_id, flags, relationships, world_time, version, created_at, updated_at)
   select 9, 1, 1, jsonb_build_object('blob', repeat('x', $payload - 32), 'counter', 0), '{}'::jsonb, 0, 1, now(), now()
   from generate_series(1, $conc)"
-pgbench -n -c "$conc" -j 2 -T "$secs" -D v=1 -f scripts/bench/cas.sql "$db_url" > "$work/pgbench-cas.txt" 2>&1
-pgbench -n -c "$conc" -j 2 -T "$secs" -f scripts/bench/increment.sql "$db_url" > "$work/pgbench-incr.txt" 2>&1
+doc="{\"blob\": \"$(head -c $((payload - 32)) /dev/zero | tr '\0' x)\", \"counter\": 1}"
+# CPU ticks of every postgres process around each pgbench run (scripts/bench/cpu.py).
+pg_ticks() { python3 scripts/bench/cpu.py postgres; }
+floor() {
+  local name="$1"; shift
+  local before; before=$(pg_ticks)
+  pgbench -n -M prepared -c "$conc" -j 2 -T "$secs" "$@" "$db_url" > "$work/$name.txt" 2>&1
+  echo $(( $(pg_ticks) - before )) > "$work/$name.ticks"
+}
+floor pgbench-cas -D v=1 -D "doc=$doc" -f scripts/bench/cas.sql
+floor pgbench-incr -f scripts/bench/increment.sql
 redis_host="${redis_url#redis://}"
 redis-benchmark -h "${redis_host%:*}" -p "${redis_host##*:}" -t get -d "$payload" -c "$conc" -n 200000 -q > "$work/redis.txt" 2>&1
 psql "$db_url" -qc "delete from game_sessions"
@@ -56,24 +65,31 @@ psql "$db_url" -qc "delete from game_sessions"
 echo "== server (release) on PostgreSQL + Redis"
 DATABASE_URL="$db_url" REDIS_URL="$redis_url" SESSION__REDIS__KEY_PREFIX="bench:$$:" \
   SESSION__SERVER__LISTEN="127.0.0.1:$port" SESSION__DATABASE__MAX_CONNECTIONS=32 \
-  SESSION__SERVER__CONCURRENCY_LIMIT=4096 RUST_LOG=warn "$svc" serve > "$work/server.log" 2>&1 &
+  SESSION__SERVER__CONCURRENCY_LIMIT=4096 SESSION__METRICS__LISTEN="127.0.0.1:$((port + 1))" \
+  RUST_LOG=warn "$svc" serve > "$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 50); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 run() {
   local name="$1"; shift
   echo "   $name $*"
-  "$bench" --url "http://127.0.0.1:$port" --json --duration "$duration" --payload-bytes "$payload" "$@" > "$work/$name.json"
+  "$bench" --url "http://127.0.0.1:$port" --json --duration "$duration" --payload-bytes "$payload" \
+    --server-pid "$server_pid" "$@" > "$work/$name.json"
 }
 echo "== session-bench"
 run health --scenario health --concurrency "$conc"
 run get --scenario get --concurrency "$conc"
+run get-local --scenario get-local --concurrency "$conc"
 run update --scenario update --concurrency "$conc"
+run update-8 --scenario update --concurrency 8
+run update-256 --scenario update --concurrency 256 --connections 16
 run hot --scenario hot --concurrency "$conc"
 run mutate-hot --scenario mutate-hot --concurrency "$conc"
 run watch --scenario watch --concurrency "$conc"
 run get-256 --scenario get --concurrency 256 --connections 16
 grep VmHWM "/proc/$server_pid/status" | awk '{print $2}' > "$work/rss-kib.txt"
+# The group-commit histogram, as a markdown table (empty if the server has none).
+curl -s "http://127.0.0.1:$((port + 1))/metrics" | python3 scripts/bench/batches.py > "$work/batches.txt" || true
 
 echo "== writing $out"
 python3 scripts/bench/report.py "$work" "$out" "$conc" "$duration" "$payload"

@@ -71,12 +71,15 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-fn store_settings(s: &Settings) -> StoreSettings {
+/// The store's settings from the configuration (`serve` and `migrate` alike).
+pub fn store_settings(s: &Settings) -> StoreSettings {
     StoreSettings {
         url: s.database.url.clone(),
         max_connections: s.database.max_connections,
         acquire_timeout: Duration::from_millis(s.database.acquire_timeout_ms),
         max_events_per_session: s.database.max_events_per_session,
+        write_workers: s.database.write_workers,
+        max_batch: s.database.max_batch,
     }
 }
 
@@ -135,6 +138,8 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate_up(None).await?;
         }
+        let batches = metrics.clone();
+        store.observe_batches(Arc::new(move |n| batches.write_batch_size.observe(n as f64)));
         let cache = cache(&settings, &metrics).await?;
         let shutdown = CancellationToken::new();
         let sessions = Sessions::new(

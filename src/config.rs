@@ -80,6 +80,11 @@ pub struct DatabaseSettings {
     pub max_events_per_session: i64,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// PostgreSQL group commit: statements in flight at once, each carrying every
+    /// guarded write queued when it starts.
+    pub write_workers: usize,
+    /// PostgreSQL group commit: most writes in one statement.
+    pub max_batch: usize,
 }
 
 impl Default for DatabaseSettings {
@@ -91,6 +96,8 @@ impl Default for DatabaseSettings {
             health_probe_interval_ms: 2_000,
             max_events_per_session: 1_000,
             migrate_on_start: true,
+            write_workers: 4,
+            max_batch: 64,
         }
     }
 }

@@ -4,9 +4,9 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use session_service::{
-    app::Application,
+    app::{Application, store_settings},
     config::Settings,
-    store::{Store, StoreSettings},
+    store::Store,
     telemetry::logging,
 };
 
@@ -103,11 +103,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
 }
 
 async fn migrate(action: MigrateAction, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Store::connect(&StoreSettings {
-        url: settings.database.url.clone(),
-        ..StoreSettings::default()
-    })
-    .await?;
+    let store = Store::connect(&store_settings(settings)).await?;
     match action {
         MigrateAction::Up { steps } => store.migrate_up(steps).await?,
         MigrateAction::Down { steps } => store.migrate_down(steps).await?,

@@ -66,7 +66,13 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
         .into_inner();
     assert_eq!(mine.user_id, 1, "the user is the token's sub");
 
-    let mut spoofed = with_token(&good, pb::GetSessionRequest { session_id: mine.id });
+    let mut spoofed = with_token(
+        &good,
+        pb::GetSessionRequest {
+            session_id: mine.id,
+            min_version: None,
+        },
+    );
     spoofed.metadata_mut().insert("x-user-id", "2".parse().unwrap());
     assert!(
         c.get_session(spoofed).await.is_ok(),
@@ -106,8 +112,17 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
     let mut messages = Vec::new();
     for (name, token) in bad_tokens {
         let req = match &token {
-            Some(t) => with_token(t, pb::GetSessionRequest { session_id: mine.id }),
-            None => Request::new(pb::GetSessionRequest { session_id: mine.id }),
+            Some(t) => with_token(
+                t,
+                pb::GetSessionRequest {
+                    session_id: mine.id,
+                    min_version: None,
+                },
+            ),
+            None => Request::new(pb::GetSessionRequest {
+                session_id: mine.id,
+                min_version: None,
+            }),
         };
         let err = c.get_session(req).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{name}");
@@ -120,14 +135,26 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
 
     let other = hs256(&claims(2, 300, "sessions", ""), SECRET);
     let err = c
-        .get_session(with_token(&other, pb::GetSessionRequest { session_id: mine.id }))
+        .get_session(with_token(
+            &other,
+            pb::GetSessionRequest {
+                session_id: mine.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "another user's session looks absent");
 
     let admin = hs256(&claims(99, 300, "sessions", "read sessions:admin"), SECRET);
     let seen = c
-        .get_session(with_token(&admin, pb::GetSessionRequest { session_id: mine.id }))
+        .get_session(with_token(
+            &admin,
+            pb::GetSessionRequest {
+                session_id: mine.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 1, "an admin acts on any session");
@@ -262,19 +289,34 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "a service must name the user");
     let err = backend
-        .get_session(as_user(6, pb::GetSessionRequest { session_id: s.id }))
+        .get_session(as_user(
+            6,
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     let mut ops = SessionServiceClient::new(tls_channel(&app, &ca.pem.cert, Some(&ops_cert)).await.unwrap());
     let seen = ops
-        .get_session(Request::new(pb::GetSessionRequest { session_id: s.id }))
+        .get_session(Request::new(pb::GetSessionRequest {
+            session_id: s.id,
+            min_version: None,
+        }))
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 5, "the admin OU acts on any session");
     let err = ops
-        .get_session(as_user_header("0", pb::GetSessionRequest { session_id: s.id }))
+        .get_session(as_user_header(
+            "0",
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -295,7 +337,13 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         let refused = match tls_channel(&app, &ca.pem.cert, client).await {
             Err(_) => true,
             Ok(ch) => SessionServiceClient::new(ch)
-                .get_session(as_user(5, pb::GetSessionRequest { session_id: s.id }))
+                .get_session(as_user(
+                    5,
+                    pb::GetSessionRequest {
+                        session_id: s.id,
+                        min_version: None,
+                    },
+                ))
                 .await
                 .is_err(),
         };

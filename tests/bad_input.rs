@@ -41,9 +41,15 @@ fn cases() -> Vec<(&'static str, &'static str, Call)> {
             "session_id",
             Box::new(|mut c: Client, _| {
                 Box::pin(async move {
-                    c.get_session(as_user(1, pb::GetSessionRequest { session_id: 0 }))
-                        .await
-                        .map(|_| ())
+                    c.get_session(as_user(
+                        1,
+                        pb::GetSessionRequest {
+                            session_id: 0,
+                            min_version: None,
+                        },
+                    ))
+                    .await
+                    .map(|_| ())
                 })
             }),
         ),
@@ -186,7 +192,13 @@ async fn bad_input(backend: Backend) {
         assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
         assert_eq!(violated_field(&err), field, "{name}");
         let now = c
-            .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+            .get_session(as_user(
+                1,
+                pb::GetSessionRequest {
+                    session_id: s.id,
+                    min_version: None,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();

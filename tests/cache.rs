@@ -29,9 +29,9 @@ fn settings(url: &str, ttl: Duration) -> RedisSettings {
     }
 }
 
-fn session(id: i64, version: i64) -> Session {
+fn session(id: i64, version: i64) -> Arc<Session> {
     let now = chrono::Utc::now();
-    Session {
+    Arc::new(Session {
         id,
         user_id: 1,
         scene_id: 1,
@@ -43,7 +43,7 @@ fn session(id: i64, version: i64) -> Session {
         version,
         created_at: now,
         updated_at: now,
-    }
+    })
 }
 
 async fn cache(ttl: Duration) -> Option<Arc<RedisCache>> {
@@ -141,9 +141,15 @@ async fn served_from_redis(backend: Backend) {
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({"a": 1})).await;
     for _ in 0..5 {
-        c.get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
-            .await
-            .unwrap();
+        c.get_session(as_user(
+            1,
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: None,
+            },
+        ))
+        .await
+        .unwrap();
     }
     let m = scrape(&app).await;
     let hits = value(&m, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0);
@@ -180,7 +186,13 @@ async fn redis_outage(backend: Backend) {
             .into_inner();
         assert_eq!(u.version, n + 1);
         let g = c
-            .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+            .get_session(as_user(
+                1,
+                pb::GetSessionRequest {
+                    session_id: s.id,
+                    min_version: None,
+                },
+            ))
             .await
             .expect("reads fall back");
         assert_eq!(
@@ -208,7 +220,13 @@ async fn redis_outage(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(700)).await;
     c.update_session(as_user(1, update(6, 6))).await.unwrap();
     let g = c
-        .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+        .get_session(as_user(
+            1,
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -71,7 +71,13 @@ async fn sixteen_writers(backend: Backend) {
         "no two successful responses carry the same version"
     );
     let last = c
-        .get_session(as_user(1, pb::GetSessionRequest { session_id: s.id }))
+        .get_session(as_user(
+            1,
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();

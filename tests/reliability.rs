@@ -418,7 +418,10 @@ async fn a_stopped_postgresql_means_fast_unavailable_and_not_serving_then_recove
         let started = Instant::now();
         let err = c
             .stub()
-            .get_session(c.request(pb::GetSessionRequest { session_id: s.id + 1 }))
+            .get_session(c.request(pb::GetSessionRequest {
+                session_id: s.id + 1,
+                min_version: None,
+            }))
             .await
             .unwrap_err();
         slowest = slowest.max(started.elapsed());

@@ -1,8 +1,10 @@
--- The service's own compare-and-set, one row per client (no contention). Every row
--- starts at version 1 (pgbench -D v=1); each UPDATE's RETURNING carries the new
--- version to the client's next one.
+-- The floor for UpdateSession: the single-statement compare-and-set on the migrated
+-- table, one row per client (no contention), replacing a ~1 KiB flags document as
+-- the service does. Run with -M prepared (like the service's driver) and
+-- -D v=1 -D doc='<1 KiB JSON>'; each RETURNING carries the new version to the
+-- client's next statement.
 \set id :client_id + 1
 UPDATE game_sessions
-   SET flags = jsonb_set(flags, '{counter}', to_jsonb(:v + 1)), version = version + 1, updated_at = now()
+   SET flags = :doc::jsonb, version = version + 1, updated_at = now()
  WHERE id = :id AND version = :v
 RETURNING version AS v \gset

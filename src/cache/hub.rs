@@ -10,6 +10,8 @@ use std::{
 
 use tokio::sync::watch;
 
+use super::Recent;
+
 /// A session reached `version`, or was deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notice {
@@ -56,10 +58,20 @@ impl Notice {
 
 type Channels = HashMap<i64, watch::Sender<Notice>>;
 
-/// Watchers of this process, by session.
-#[derive(Clone, Default)]
+/// Watchers of this process, by session, and the copies every notice keeps current.
+#[derive(Clone)]
 pub struct Hub {
     channels: Arc<Mutex<Channels>>,
+    recent: Arc<Recent>,
+}
+
+/// Sessions whose newest state a replica keeps by default (a few KiB each).
+pub const RECENT_COPIES: usize = 4096;
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(RECENT_COPIES)
+    }
 }
 
 /// A watcher's receiving end; leaving drops the channel once nobody watches.
@@ -80,9 +92,23 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    /// Delivers a notice to this process's watchers of the session, if any.
-    /// Older notices than the one held are ignored.
+    /// A hub keeping copies of up to `recent_copies` sessions.
+    pub fn new(recent_copies: usize) -> Self {
+        Self {
+            channels: Arc::default(),
+            recent: Arc::new(Recent::new(recent_copies)),
+        }
+    }
+
+    /// This replica's copies, kept current by every notice through [`notify`](Self::notify).
+    pub fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
+    /// Delivers a notice to this process's watchers of the session, if any, and
+    /// drops a copy it makes stale. Older notices than the one held are ignored.
     pub fn notify(&self, notice: Notice) {
+        self.recent.saw(notice);
         let channels = self.channels.lock().expect("hub lock");
         if let Some(tx) = channels.get(&notice.session_id) {
             tx.send_if_modified(|held| {

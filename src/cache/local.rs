@@ -54,8 +54,16 @@ impl SessionCache for LocalCache {
         lookup
     }
 
-    async fn fill(&self, session: &Session) {
+    async fn fill(&self, session: &Arc<Session>) {
         self.put_if_newer(session);
+    }
+
+    fn recent(&self, id: i64) -> Option<Arc<Session>> {
+        // One process holds every copy: the entry itself is the newest state.
+        match self.lookup(id) {
+            Lookup::Hit(s) => Some(s),
+            _ => None,
+        }
     }
 
     async fn tombstone(&self, id: i64) {
@@ -95,7 +103,7 @@ impl LocalCache {
         }
     }
 
-    fn put_if_newer(&self, session: &Session) {
+    fn put_if_newer(&self, session: &Arc<Session>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("cache lock");
         let keep = match entries.peek(&session.id) {
@@ -106,7 +114,7 @@ impl LocalCache {
             _ => false,
         };
         if !keep {
-            let slot = Slot::Live(Arc::new(session.clone()));
+            let slot = Slot::Live(session.clone());
             entries.put(
                 session.id,
                 Entry {
@@ -122,11 +130,11 @@ impl LocalCache {
 mod tests {
     use super::*;
 
-    fn session(version: i64) -> Session {
-        Session {
+    fn session(version: i64) -> Arc<Session> {
+        Arc::new(Session {
             version,
             ..crate::domain::sample_session()
-        }
+        })
     }
 
     fn cache(ttl_ms: u64) -> LocalCache {

@@ -5,6 +5,7 @@
 
 mod hub;
 mod local;
+mod recent;
 mod redis;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 
 pub use hub::{Hub, Notice, Subscription};
 pub use local::LocalCache;
+pub use recent::Recent;
 pub use redis::{RedisCache, RedisSettings};
 
 use crate::domain::Session;
@@ -35,7 +37,13 @@ pub trait SessionCache: Send + Sync + 'static {
 
     /// Stores `session` unless the cache already holds the same or a newer version,
     /// or a tombstone. Every fill — read-through and write-through — goes through here.
-    async fn fill(&self, session: &Session);
+    async fn fill(&self, session: &Arc<Session>);
+
+    /// This replica's own copy of a session: the newest version it has seen, unless a
+    /// notice since said a newer one exists. It may lag a write acknowledged by another
+    /// replica, so only answers that name a version may use it (a guarded write's base
+    /// at exactly `expected_version`, a read with `min_version`). Never fails, never waits.
+    fn recent(&self, id: i64) -> Option<Arc<Session>>;
 
     /// Replaces the entry with a short-lived tombstone, so a racing fill of an
     /// older read cannot resurrect a deleted session.
@@ -45,7 +53,7 @@ pub trait SessionCache: Send + Sync + 'static {
     async fn publish(&self, notice: Notice);
 
     /// After a committed write: write through, then tell watchers everywhere.
-    async fn committed(&self, session: &Session) {
+    async fn committed(&self, session: &Arc<Session>) {
         self.fill(session).await;
         self.publish(Notice::updated(session.id, session.version)).await;
     }

@@ -335,7 +335,9 @@ impl SessionCache for RedisCache {
                 match decoded {
                     Some(s) => {
                         self.metrics.cache_outcome("hit");
-                        Lookup::Hit(Arc::new(s))
+                        let s = Arc::new(s);
+                        self.hub.recent().remember(&s);
+                        Lookup::Hit(s)
                     }
                     None => {
                         tracing::warn!(session_id = id, "undecodable cache entry ignored");
@@ -352,8 +354,13 @@ impl SessionCache for RedisCache {
         }
     }
 
-    async fn fill(&self, session: &Session) {
+    async fn fill(&self, session: &Arc<Session>) {
+        self.hub.recent().remember(session);
         self.store(session.id, Some(session), None, "fill").await;
+    }
+
+    fn recent(&self, id: i64) -> Option<Arc<Session>> {
+        self.hub.recent().get(id)
     }
 
     async fn tombstone(&self, id: i64) {
@@ -369,8 +376,10 @@ impl SessionCache for RedisCache {
         }
     }
 
-    async fn committed(&self, session: &Session) {
+    async fn committed(&self, session: &Arc<Session>) {
         let notice = Notice::updated(session.id, session.version);
+        // The copy first: the notice then finds it current and keeps it.
+        self.hub.recent().remember(session);
         self.hub.notify(notice);
         self.store(session.id, Some(session), Some(notice), "write-through")
             .await;

@@ -149,9 +149,23 @@ impl SessionClient {
         Ok(Session::try_from(g)?)
     }
 
-    /// GetSession.
+    /// GetSession, strong: never older than any write acknowledged to anyone.
     pub async fn get(&self, session_id: i64) -> Result<Session, ClientError> {
-        let req = pb::GetSessionRequest { session_id };
+        self.read(session_id, None).await
+    }
+
+    /// GetSession at `min_version` or newer (the highest version this caller has seen):
+    /// any replica may answer from its own copy, so it is cheaper than [`get`](Self::get),
+    /// and it never goes back in time for this caller.
+    pub async fn get_at_least(&self, session_id: i64, min_version: i64) -> Result<Session, ClientError> {
+        self.read(session_id, Some(min_version)).await
+    }
+
+    async fn read(&self, session_id: i64, min_version: Option<i64>) -> Result<Session, ClientError> {
+        let req = pb::GetSessionRequest {
+            session_id,
+            min_version,
+        };
         let g = self
             .resend(|mut stub, r| async move { stub.get_session(r).await }, req)
             .await?;

@@ -164,6 +164,18 @@ impl OptimisticSession {
         self.shared.confirmed()
     }
 
+    /// Asks the server for news without waiting for the watch stream: a read at least
+    /// at the confirmed version (any replica's own copy may answer, and the handle
+    /// never goes back in time). Returns the confirmed state afterwards.
+    pub async fn refresh(&self) -> Result<Session, ClientError> {
+        let known = self.shared.confirmed();
+        let server = self.shared.client.get_at_least(known.id, known.version).await?;
+        let mut state = self.shared.state.lock().expect("state lock");
+        state.confirm(server);
+        self.shared.publish(&state);
+        Ok(state.confirmed.clone())
+    }
+
     /// The mutations not yet confirmed, oldest first.
     pub fn pending(&self) -> Vec<Vec<SessionOp>> {
         let state = self.shared.state.lock().expect("state lock");

@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 
 use super::error::{ClientError, ClientStats, is_transient};
 use crate::{
-    domain::Session,
+    domain::{Session, changes},
     wire::{json_to_struct, pb, status::conflict_session},
 };
 
@@ -80,20 +80,17 @@ pub(crate) fn patch(base: &Session, next: &Session, request_id: &str) -> Option<
         request_id: request_id.to_owned(),
         ..Default::default()
     };
-    let mut changed = false;
-    if next.world_time != base.world_time {
+    let changed = changes(base, next);
+    if changed.world_time {
         req.world_time = Some(next.world_time);
-        changed = true;
     }
-    if next.flags != base.flags {
+    if changed.flags {
         req.flags = Some(json_to_struct(&next.flags));
-        changed = true;
     }
-    if next.relationships != base.relationships {
+    if changed.relationships {
         req.relationships = Some(json_to_struct(&next.relationships));
-        changed = true;
     }
-    changed.then_some(req)
+    (changed.world_time || changed.flags || changed.relationships).then_some(req)
 }
 
 enum Failure {

@@ -47,14 +47,17 @@ impl Change {
 
     /// The session after the change (before normalization), computed on a copy.
     pub fn apply(&self, current: &Session) -> Result<Session, DomainError> {
-        let mut next = current.clone();
         match self {
-            Self::Patch(patch) => patch.apply_to(&mut next),
-            Self::Advance(advance) => advance.apply_to(&mut next)?,
-            Self::Ops(ops) => next = apply_all(current, ops)?,
-            Self::Renormalize | Self::Delete => {}
+            // A patch replaces documents whole: copy only the ones it keeps.
+            Self::Patch(patch) => Ok(patch.applied(current)),
+            Self::Advance(advance) => {
+                let mut next = current.clone();
+                advance.apply_to(&mut next)?;
+                Ok(next)
+            }
+            Self::Ops(ops) => apply_all(current, ops),
+            Self::Renormalize | Self::Delete => Ok(current.clone()),
         }
-        Ok(next)
     }
 
     /// The edge and node an advance records in its event.

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{JsonMap, Session, json::encoded_len};
+use super::{Changed, JsonMap, Session, changes, json::encoded_len};
 
 /// Values whose JSON encoding is longer than this are left out of a diff.
 const SMALL: usize = 1024;
@@ -15,24 +15,31 @@ pub fn diff(old: Option<&Session>, new: &Session) -> JsonMap {
     let mut put = |name: &str, old: Option<Option<Value>>, new: Option<Value>| {
         out.insert(name.into(), entry(old, new));
     };
-    if old.is_none_or(|o| o.current_node_id != new.current_node_id) {
+    let all = Changed {
+        current_node_id: true,
+        world_time: true,
+        flags: true,
+        relationships: true,
+    };
+    let changed = old.map_or(all, |o| changes(o, new));
+    if changed.current_node_id {
         put(
             "current_node_id",
             old.map(|o| Some(json!(o.current_node_id))),
             Some(json!(new.current_node_id)),
         );
     }
-    if old.is_none_or(|o| o.world_time != new.world_time) {
+    if changed.world_time {
         put(
             "world_time",
             old.map(|o| Some(json!(o.world_time))),
             Some(json!(new.world_time)),
         );
     }
-    if old.is_none_or(|o| o.flags != new.flags) {
+    if changed.flags {
         put("flags", old.map(|o| small(&o.flags)), small(&new.flags));
     }
-    if old.is_none_or(|o| o.relationships != new.relationships) {
+    if changed.relationships {
         put(
             "relationships",
             old.map(|o| small(&o.relationships)),

@@ -20,7 +20,7 @@ pub use ids::{PageSize, PageToken, RequestId, SessionId, Version};
 pub use json::{JsonLimits, JsonMap, number};
 pub use ops::SessionOp;
 pub use relationships::normalize_relationships;
-pub use session::{Advance, NewSession, Session, SessionPatch, WorldTime};
+pub use session::{Advance, Changed, NewSession, Session, SessionPatch, WorldTime, changes};
 pub use world::{IntimacyLevel, Stats, Tier, WorldMode, WorldRules};
 
 /// A plain session for the crate's unit tests.

@@ -21,13 +21,38 @@ pub struct Session {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which of the fields a write can change differ between two states of a session.
+/// The one list of those fields: the SQL of both databases, the event diff, the
+/// no-op check and the client's UpdateSession patch all ask this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub current_node_id: bool,
+    pub world_time: bool,
+    pub flags: bool,
+    pub relationships: bool,
+}
+
+impl Changed {
+    pub fn any(self) -> bool {
+        self.current_node_id || self.world_time || self.flags || self.relationships
+    }
+}
+
+/// What differs between `old` and `new` (ids, version and times aside).
+pub fn changes(old: &Session, new: &Session) -> Changed {
+    Changed {
+        current_node_id: old.current_node_id != new.current_node_id,
+        world_time: old.world_time != new.world_time,
+        // Cheap when unchanged documents are the same allocation or differ early.
+        flags: old.flags != new.flags,
+        relationships: old.relationships != new.relationships,
+    }
+}
+
 impl Session {
     /// True when the fields a write can change are equal (ids, version and times aside).
     pub fn same_state(&self, other: &Session) -> bool {
-        self.current_node_id == other.current_node_id
-            && self.world_time == other.world_time
-            && self.flags == other.flags
-            && self.relationships == other.relationships
+        !changes(self, other).any()
     }
 
     /// `flags.sessionKind`, which decides whether turn rules apply.
@@ -127,6 +152,24 @@ pub struct SessionPatch {
 impl SessionPatch {
     pub fn is_empty(&self) -> bool {
         self.world_time.is_none() && self.flags.is_none() && self.relationships.is_none()
+    }
+
+    /// `session` with this patch applied, copying only the documents it keeps.
+    pub fn applied(&self, session: &Session) -> Session {
+        let keep_or = |new: &Option<JsonMap>, old: &JsonMap| new.as_ref().unwrap_or(old).clone();
+        Session {
+            id: session.id,
+            user_id: session.user_id,
+            scene_id: session.scene_id,
+            current_node_id: session.current_node_id,
+            world_id: session.world_id,
+            flags: keep_or(&self.flags, &session.flags),
+            relationships: keep_or(&self.relationships, &session.relationships),
+            world_time: self.world_time.map_or(session.world_time, WorldTime::get),
+            version: session.version,
+            created_at: session.created_at,
+            updated_at: session.updated_at,
+        }
     }
 
     pub fn apply_to(&self, session: &mut Session) {

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use crate::{
-    domain::{SessionId, Write},
+    domain::{SessionId, Version, Write},
     pb::{self, session_service_server::SessionService},
     service::{ServiceError, Sessions},
     wire::{CreateRequest, EventsQuery, ListQuery, rules_from_request},
@@ -33,7 +33,7 @@ impl SessionApi {
         let write: Write = req.into_inner().try_into()?;
         let session = self.sessions.write(&caller, write).await?;
         let session = session.ok_or_else(|| ServiceError::Internal("write returned no session".into()))?;
-        Ok(pb::GameSession::from(&session))
+        Ok(pb::GameSession::from(&*session))
     }
 }
 
@@ -48,7 +48,7 @@ impl SessionService for SessionApi {
         let caller = caller(&req)?;
         let create = CreateRequest::try_from(req.into_inner())?;
         let session = self.sessions.create(&caller, create).await?;
-        Ok(Response::new(session.into()))
+        Ok(Response::new(pb::GameSession::from(&*session)))
     }
 
     async fn get_session(
@@ -56,8 +56,8 @@ impl SessionService for SessionApi {
         req: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GameSession>, Status> {
         let caller = caller(&req)?;
-        let id = SessionId::try_from(req.into_inner())?;
-        let session = self.sessions.get(&caller, id).await?;
+        let (id, min_version) = <(SessionId, Option<Version>)>::try_from(req.into_inner())?;
+        let session = self.sessions.get(&caller, id, min_version).await?;
         Ok(Response::new(pb::GameSession::from(&*session)))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
     cache::Lookup,
-    domain::{PageToken, Session, SessionEvent, SessionId},
+    domain::{PageToken, Session, SessionEvent, SessionId, Version},
     wire::{EventsQuery, ListQuery},
 };
 
@@ -31,13 +31,70 @@ fn page<T>(mut items: Vec<T>, size: u64, kind: &str, id: impl Fn(&T) -> i64) -> 
 }
 
 impl Sessions {
-    /// GetSession: the cache if warm, else the database (then filling the cache).
+    /// GetSession. Strong without `min_version`: the shared cache if warm, else the
+    /// database (then filling the cache), never older than an acknowledged write.
+    /// With it: this replica's own copy when it is at least that version, else the
+    /// strong path; a session not yet at `min_version` is FAILED_PRECONDITION.
     #[tracing::instrument(
         skip(self, caller),
-        fields(session_id = id.get(), user_id = caller.user_id, outcome)
+        fields(session_id = id.get(), user_id = caller.user_id, min_version = min_version.map(|v| v.get()), outcome)
     )]
-    pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Arc<Session>, ServiceError> {
-        ended(self.cached_or_read(caller, id.get(), |_| true).await)
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        min_version: Option<Version>,
+    ) -> Result<Arc<Session>, ServiceError> {
+        let result = match min_version {
+            None => self.cached_or_read(caller, id.get(), |_| true).await,
+            Some(min) => self.at_least(caller, id.get(), min.get()).await.and_then(|s| {
+                if s.version >= min.get() {
+                    Ok(s)
+                } else {
+                    Err(ServiceError::Precondition {
+                        reason: "VERSION_NOT_REACHED",
+                        message: format!(
+                            "session is at version {}, not yet at min_version {}",
+                            s.version,
+                            min.get()
+                        ),
+                    })
+                }
+            }),
+        };
+        ended(result)
+    }
+
+    /// The session at `min` or newer if it has reached it (else the newest there is):
+    /// this replica's copy when fresh enough, else the cache, else the database.
+    pub(super) async fn at_least(
+        &self,
+        caller: &Caller,
+        id: i64,
+        min: i64,
+    ) -> Result<Arc<Session>, ServiceError> {
+        if let Some(copy) = self.local_copy(caller, id, |s| s.version >= min)? {
+            return Ok(copy);
+        }
+        self.cached_or_read(caller, id, |s| s.version >= min).await
+    }
+
+    /// This replica's own copy if `wanted` accepts it (see [`crate::cache::SessionCache::recent`]);
+    /// a copy of another user's session is NOT_FOUND, as owners never change.
+    pub(super) fn local_copy(
+        &self,
+        caller: &Caller,
+        id: i64,
+        wanted: impl Fn(&Session) -> bool,
+    ) -> Result<Option<Arc<Session>>, ServiceError> {
+        match self.inner.cache.recent(id) {
+            Some(s) if !caller.may_see(s.user_id) => Err(ServiceError::NotFound),
+            Some(s) if wanted(&s) => {
+                self.inner.metrics.cache_outcome("local");
+                Ok(Some(s))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The cached session if `fresh_enough` accepts it, else the database row (which
@@ -53,18 +110,19 @@ impl Sessions {
             Lookup::Hit(s) if !caller.may_see(s.user_id) => Err(ServiceError::NotFound),
             Lookup::Hit(s) if fresh_enough(&s) => Ok(s),
             Lookup::Deleted => Err(ServiceError::NotFound),
-            _ => self.read_through(caller, id).await.map(Arc::new),
+            _ => self.read_through(caller, id).await,
         }
     }
 
     /// Reads the database and fills the cache (guarded: never over a newer version).
-    pub(super) async fn read_through(&self, caller: &Caller, id: i64) -> Result<Session, ServiceError> {
+    pub(super) async fn read_through(&self, caller: &Caller, id: i64) -> Result<Arc<Session>, ServiceError> {
         let session = self
             .inner
             .store
             .get(id, caller.owner())
             .await?
             .ok_or(ServiceError::NotFound)?;
+        let session = Arc::new(session);
         self.inner.cache.fill(&session).await;
         Ok(session)
     }

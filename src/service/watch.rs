@@ -45,7 +45,7 @@ impl Sessions {
     ) -> Result<WatchStream, ServiceError> {
         // Subscribe before reading, so no version committed in between is missed.
         let subscription = self.inner.cache.subscribe(id.get());
-        let first = ended(self.get(&caller, id).await)?;
+        let first = ended(self.get(&caller, id, None).await)?;
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(self.clone().watch_loop(caller, first, since, subscription, tx));
         Ok(ReceiverStream::new(rx))
@@ -130,8 +130,8 @@ impl Sessions {
         version: Option<i64>,
     ) -> Result<Arc<Session>, ServiceError> {
         match version {
-            Some(v) => self.cached_or_read(caller, id, |s| s.version >= v).await,
-            None => self.read_through(caller, id).await.map(Arc::new),
+            Some(v) => self.at_least(caller, id, v).await,
+            None => self.read_through(caller, id).await,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! CreateSession and every versioned write (update, advance, mutate, delete).
 
+use std::sync::Arc;
+
 use super::{Caller, ServiceError, Sessions, ended, plan::plan};
 use crate::{
     domain::RequestId,
@@ -19,11 +21,15 @@ fn key_of<'a>(caller: &Caller, request_id: Option<&'a RequestId>) -> Option<Requ
 impl Sessions {
     /// CreateSession: version 1, owned by the caller.
     #[tracing::instrument(skip(self, caller, req), fields(user_id = caller.user_id, session_id, outcome))]
-    pub async fn create(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
+    pub async fn create(&self, caller: &Caller, req: CreateRequest) -> Result<Arc<Session>, ServiceError> {
         ended(self.create_session(caller, req).await)
     }
 
-    async fn create_session(&self, caller: &Caller, req: CreateRequest) -> Result<Session, ServiceError> {
+    async fn create_session(
+        &self,
+        caller: &Caller,
+        req: CreateRequest,
+    ) -> Result<Arc<Session>, ServiceError> {
         if caller.user_id == Caller::NO_USER {
             return Err(ServiceError::Invalid(FieldViolation::new(
                 "x-user-id",
@@ -44,13 +50,14 @@ impl Sessions {
                         action,
                         snapshot: Some(s),
                         ..
-                    }) if action == "create" => Ok(s),
+                    }) if action == "create" => Ok(Arc::new(s)),
                     _ => Err(ServiceError::RequestIdReused),
                 };
             }
             other => other?,
         };
         tracing::Span::current().record("session_id", created.id);
+        let created = Arc::new(created);
         self.committed(&created).await;
         Ok(created)
     }
@@ -66,7 +73,7 @@ impl Sessions {
             outcome,
         )
     )]
-    pub async fn write(&self, caller: &Caller, w: Write) -> Result<Option<Session>, ServiceError> {
+    pub async fn write(&self, caller: &Caller, w: Write) -> Result<Option<Arc<Session>>, ServiceError> {
         let result = match (&w.change, w.expected) {
             (Change::Delete, _) => self.delete(caller, &w).await.map(|s| (s, true)),
             (_, Some(expected)) => self
@@ -76,7 +83,7 @@ impl Sessions {
             (_, None) => self
                 .serialized(caller, &w)
                 .await
-                .map(|w| (Some(w.session), w.changed)),
+                .map(|(session, changed)| (Some(session), changed)),
         };
         let result = match result {
             Ok((session, true)) => Ok(session),
@@ -100,23 +107,24 @@ impl Sessions {
         ended(result)
     }
 
-    /// With an expected version: compute from the session at that version (from the
-    /// cache when it holds exactly that version), then compare-and-set.
-    /// Returns the session and whether it changed.
+    /// With an expected version: compute from the session at that version, then
+    /// compare-and-set. Returns the session and whether it changed.
     async fn compare_and_set(
         &self,
         caller: &Caller,
         w: &Write,
         expected: i64,
-    ) -> Result<(Session, bool), ServiceError> {
-        // A version names one state: the cached copy will do if it is exactly at `expected`.
-        let base = (*self
-            .cached_or_read(caller, w.session_id.get(), |s| s.version == expected)
-            .await?)
-            .clone();
+    ) -> Result<(Arc<Session>, bool), ServiceError> {
+        // A version names one state: this replica's copy, or the shared cache's, will
+        // do if it is exactly at `expected` (no Redis round trip for the first).
+        let id = w.session_id.get();
+        let base = match self.local_copy(caller, id, |s| s.version == expected)? {
+            Some(copy) => copy,
+            None => self.cached_or_read(caller, id, |s| s.version == expected).await?,
+        };
         if base.version != expected {
             return Err(ServiceError::Conflict {
-                current: Box::new(base),
+                current: Box::new(Arc::unwrap_or_clone(base)),
                 expected,
             });
         }
@@ -126,8 +134,9 @@ impl Sessions {
             return Ok((base, false));
         };
         let meta = self.meta(caller, w);
-        match self.inner.store.cas(caller.owner(), &base, &planned, meta).await {
+        match self.inner.store.cas(caller.owner(), &base, planned, meta).await {
             Ok(updated) => {
+                let updated = Arc::new(updated);
                 self.committed(&updated).await;
                 Ok((updated, true))
             }
@@ -140,48 +149,52 @@ impl Sessions {
     /// (MutateSession never answers ABORTED). Writers of one session queue in this
     /// process, then compare-and-set from the freshest known version: one statement
     /// per write. Only if other replicas keep winning does it lock the row instead.
-    async fn serialized(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
+    async fn serialized(&self, caller: &Caller, w: &Write) -> Result<(Arc<Session>, bool), ServiceError> {
         /// Optimistic rounds before falling back to the row lock.
         const ATTEMPTS: usize = 4;
         let id = w.session_id.get();
         let _turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
             .lock()
             .await;
-        let mut base = (*self.cached_or_read(caller, id, |_| true).await?).clone();
+        // The freshest known version: a stale one only costs a conflict and a retry.
+        let mut base = match self.local_copy(caller, id, |_| true)? {
+            Some(copy) => copy,
+            None => self.cached_or_read(caller, id, |_| true).await?,
+        };
         let limits = self.inner.settings.json_limits;
         for _ in 0..ATTEMPTS {
             let rules = self.rules_for(base.world_id).await?;
             let Some(planned) = plan(&base, None, &w.change, &rules, &limits)? else {
-                return Ok(Written {
-                    session: base,
-                    changed: false,
-                });
+                return Ok((base, false));
             };
             match self
                 .inner
                 .store
-                .cas(caller.owner(), &base, &planned, self.meta(caller, w))
+                .cas(caller.owner(), &base, planned, self.meta(caller, w))
                 .await
             {
                 Ok(updated) => {
+                    let updated = Arc::new(updated);
                     self.committed(&updated).await;
-                    return Ok(Written {
-                        session: updated,
-                        changed: true,
-                    });
+                    return Ok((updated, true));
                 }
                 // Another replica wrote meanwhile: go again from its version.
-                Err(StoreError::Conflict(current)) => base = *current,
+                Err(StoreError::Conflict(current)) => base = Arc::new(*current),
                 Err(e) => return Err(e.into()),
             }
         }
-        self.locked(caller, w).await
+        let written = self.locked(caller, w).await?;
+        Ok((written.session, written.changed))
     }
 
     /// Reads the row under a lock (queueing behind other writers in the database),
     /// computes, writes. Cannot conflict. Re-normalization uses it directly: it
     /// needs the stored rules version, which only the row has.
-    pub(super) async fn locked(&self, caller: &Caller, w: &Write) -> Result<Written, ServiceError> {
+    pub(super) async fn locked(
+        &self,
+        caller: &Caller,
+        w: &Write,
+    ) -> Result<Written<Arc<Session>>, ServiceError> {
         let limits = self.inner.settings.json_limits;
         let meta = self.meta(caller, w);
         let change = &w.change;
@@ -195,13 +208,17 @@ impl Sessions {
                 |current, stored_rules, rules| plan(current, Some(stored_rules), change, rules, &limits),
             )
             .await?;
+        let written = Written {
+            session: Arc::new(written.session),
+            changed: written.changed,
+        };
         if written.changed {
             self.committed(&written.session).await;
         }
         Ok(written)
     }
 
-    async fn delete(&self, caller: &Caller, w: &Write) -> Result<Option<Session>, ServiceError> {
+    async fn delete(&self, caller: &Caller, w: &Write) -> Result<Option<Arc<Session>>, ServiceError> {
         let key = key_of(caller, w.request_id.as_ref());
         let expected = w.expected.map(|v| v.get());
         let deleted = match self
@@ -258,7 +275,11 @@ impl Sessions {
     /// The recorded answer of this write's request id: `None` if it has no id or no
     /// record, `Some(None)` for a recorded delete. A record of another write is
     /// REQUEST_ID_REUSED.
-    async fn recorded(&self, caller: &Caller, w: &Write) -> Result<Option<Option<Session>>, ServiceError> {
+    async fn recorded(
+        &self,
+        caller: &Caller,
+        w: &Write,
+    ) -> Result<Option<Option<Arc<Session>>>, ServiceError> {
         let Some(record) = self.record(caller, w.request_id.as_ref()).await? else {
             return Ok(None);
         };
@@ -266,11 +287,11 @@ impl Sessions {
             return Err(ServiceError::RequestIdReused);
         }
         tracing::debug!(version = record.version, "answered from the idempotency record");
-        Ok(Some(record.snapshot))
+        Ok(Some(record.snapshot.map(Arc::new)))
     }
 
     /// After a commit: write through to the cache, then tell watchers everywhere.
-    pub(super) async fn committed(&self, session: &Session) {
+    pub(super) async fn committed(&self, session: &Arc<Session>) {
         self.inner.cache.committed(session).await;
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, pg_write};
 
 /// What the store needs to know; filled from the service configuration.
 #[derive(Debug, Clone)]
@@ -16,6 +16,11 @@ pub struct StoreSettings {
     pub acquire_timeout: Duration,
     /// Events kept per session; older ones are pruned as new ones arrive.
     pub max_events_per_session: i64,
+    /// PostgreSQL: group-commit statements in flight at once; each takes every
+    /// guarded write queued when it starts (no waiting for company).
+    pub write_workers: usize,
+    /// PostgreSQL: most guarded writes in one statement.
+    pub max_batch: usize,
 }
 
 impl Default for StoreSettings {
@@ -25,6 +30,8 @@ impl Default for StoreSettings {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             max_events_per_session: 1000,
+            write_workers: 4,
+            max_batch: 64,
         }
     }
 }
@@ -61,10 +68,13 @@ impl Store {
         } else {
             writer.clone()
         };
+        let batcher = (!sqlite)
+            .then(|| pg_write::Batcher::start(writer.clone(), settings.write_workers, settings.max_batch));
         Ok(Self {
             reader,
             writer,
             max_events: settings.max_events_per_session.max(1),
+            batcher,
         })
     }
 

@@ -20,6 +20,7 @@ use sea_orm::DatabaseConnection;
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
+pub use pg_write::BatchObserver;
 pub use requests::{RequestKey, RequestRecord};
 pub use write::{Planned, WriteMeta, Written};
 
@@ -41,6 +42,9 @@ pub struct Store {
     /// "database is locked"). On PostgreSQL the same pool as `reader`.
     writer: DatabaseConnection,
     max_events: i64,
+    /// PostgreSQL's group-commit queue for guarded writes (`None` on SQLite, whose
+    /// single writer connection already serializes them).
+    batcher: Option<pg_write::Batcher>,
 }
 
 impl Store {
@@ -54,6 +58,13 @@ impl Store {
             ..Default::default()
         };
         self.writer.begin_with_options(options).await
+    }
+
+    /// Reports the size of every group-commit batch (PostgreSQL) to `observer`.
+    pub fn observe_batches(&self, observer: BatchObserver) {
+        if let Some(b) = &self.batcher {
+            b.observe(observer);
+        }
     }
 
     /// True on PostgreSQL (row locks available), false on SQLite.

@@ -17,7 +17,7 @@ use super::{
     requests::RequestKey,
     sessions::{find, owned},
 };
-use crate::domain::{DomainError, Session, WorldRules, diff};
+use crate::domain::{DomainError, Session, WorldRules, changes, diff};
 
 /// The computed next state of a session and the rules version it was normalized with.
 #[derive(Debug, Clone)]
@@ -37,34 +37,33 @@ pub struct WriteMeta<'a> {
 
 /// The result of a locked write.
 #[derive(Debug)]
-pub struct Written {
-    pub session: Session,
+pub struct Written<S = Session> {
+    pub session: S,
     /// False when the plan changed nothing (no new version).
     pub changed: bool,
 }
 
 impl Store {
     /// Applies `planned` if the session is still at `base.version` (compare-and-set).
+    /// On PostgreSQL it joins the group-commit queue: writes that arrive together
+    /// share one statement, each still getting its own answer.
     #[tracing::instrument(name = "db.compare_and_set", level = "debug", skip_all, fields(db.system = self.system(), session_id = base.id, version = base.version))]
     pub async fn cas(
         &self,
         owner: Owner,
         base: &Session,
-        planned: &Planned,
+        planned: Planned,
         meta: WriteMeta<'_>,
     ) -> Result<Session, StoreError> {
-        if self.is_postgres() {
-            let now = Self::now();
-            let written =
-                pg_write::write_planned(&self.writer, owner, base, planned, meta, self.max_events, now)
-                    .await?;
-            return match written {
+        if let Some(batcher) = &self.batcher {
+            let job = self.job(owner, base, planned, meta);
+            return match batcher.write(job).await? {
                 Some(updated) => Ok(updated),
                 None => Err(self.conflict_or_missing(base.id, owner).await),
             };
         }
         let txn = self.begin_write().await?;
-        let updated = self.conditional_update(&txn, owner, base, planned).await?;
+        let updated = self.conditional_update(&txn, owner, base, &planned).await?;
         let Some(updated) = updated else {
             let current = find(&txn, base.id, owner).await?;
             return Err(current.map_or(StoreError::NotFound, |c| StoreError::Conflict(Box::new(c))));
@@ -72,6 +71,16 @@ impl Store {
         self.record(&txn, base, &updated, meta).await?;
         txn.commit().await?;
         Ok(updated)
+    }
+
+    /// The PostgreSQL write of `planned` over `base`: the next state at its new version.
+    fn job(&self, owner: Owner, base: &Session, planned: Planned, meta: WriteMeta<'_>) -> pg_write::Job {
+        let next = Session {
+            version: base.version + 1,
+            updated_at: Self::now(),
+            ..planned.next
+        };
+        pg_write::Job::new(owner, base, next, planned.rules_version, meta, self.max_events)
     }
 
     /// After a guard failed: the current row (a conflict), or NOT_FOUND.
@@ -115,10 +124,9 @@ impl Store {
         };
         let locked_out = || StoreError::Corrupt("locked row changed under its lock".into());
         let updated = if self.is_postgres() {
-            let now = Self::now();
-            pg_write::write_planned(&txn, owner, &current, &planned, meta, self.max_events, now)
-                .await?
-                .ok_or_else(locked_out)?
+            let job = self.job(owner, &current, planned, meta);
+            let written = pg_write::write_all(&txn, vec![job]).await.pop();
+            written.ok_or_else(locked_out)??.ok_or_else(locked_out)?
         } else {
             let updated = self
                 .conditional_update(&txn, owner, &current, &planned)
@@ -179,16 +187,17 @@ impl Store {
             .col_expr(Column::UpdatedAt, Expr::value(Self::now()))
             .col_expr(Column::RulesVersion, Expr::value(planned.rules_version));
         // Only the columns that changed are sent: large JSON is not rewritten for nothing.
-        if next.current_node_id != base.current_node_id {
+        let changed = changes(base, next);
+        if changed.current_node_id {
             update = update.col_expr(Column::CurrentNodeId, Expr::value(next.current_node_id));
         }
-        if next.world_time != base.world_time {
+        if changed.world_time {
             update = update.col_expr(Column::WorldTime, Expr::value(next.world_time));
         }
-        if next.flags != base.flags {
+        if changed.flags {
             update = update.col_expr(Column::Flags, Expr::value(Value::Object(next.flags.clone())));
         }
-        if next.relationships != base.relationships {
+        if changed.relationships {
             let rel = Value::Object(next.relationships.clone());
             update = update.col_expr(Column::Relationships, Expr::value(rel));
         }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub watch_streams: Gauge,
     pub renormalized: Counter,
     pub renormalize_pending: Gauge,
+    /// Guarded writes per group-commit statement (PostgreSQL).
+    pub write_batch_size: Histogram,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,8 @@ impl Metrics {
             watch_streams: Gauge::default(),
             renormalized: Counter::default(),
             renormalize_pending: Gauge::default(),
+            // 1, 2, 4 … 128
+            write_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -113,6 +117,11 @@ impl Metrics {
             "renormalized_sessions",
             "Sessions re-normalized after their world's rules changed",
             m.renormalized.clone(),
+        );
+        r.register(
+            "write_batch_size",
+            "Guarded writes sent to PostgreSQL in one group-commit statement",
+            m.write_batch_size.clone(),
         );
         r.register(
             "renormalize_pending_sessions",

@@ -39,11 +39,17 @@ impl TryFrom<pb::CreateSessionRequest> for CreateRequest {
     }
 }
 
-impl TryFrom<pb::GetSessionRequest> for SessionId {
+/// GetSession: the session and, for a read that may use a replica's own copy, the
+/// oldest version that will do.
+impl TryFrom<pb::GetSessionRequest> for (SessionId, Option<Version>) {
     type Error = DomainError;
 
     fn try_from(r: pb::GetSessionRequest) -> Result<Self, Self::Error> {
-        session_id(r.session_id)
+        let min_version = r
+            .min_version
+            .map(|v| Version::parse(v, "min_version"))
+            .transpose()?;
+        Ok((session_id(r.session_id)?, min_version))
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //!     cargo run --release --bin session-bench -- --scenario update --concurrency 32 --duration 10s
 
+mod cpu;
 mod report;
 mod scenarios;
 
@@ -17,6 +18,8 @@ use clap::{Parser, ValueEnum};
 pub enum Scenario {
     /// GetSession on warm sessions.
     Get,
+    /// GetSession with `min_version` (the version the client knows): local copies may answer.
+    GetLocal,
     /// UpdateSession with expected_version, one session per client (no contention).
     Update,
     /// N clients on ONE session through the client's update_with_retry.
@@ -67,6 +70,10 @@ pub struct Args {
     /// A JWT to send instead (`authorization: Bearer …`).
     #[arg(long)]
     pub token: Option<String>,
+    /// The server's pid: with it, the report gives CPU µs per operation of the server,
+    /// every `postgres` and every `redis-server` process on this machine (from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,

@@ -51,6 +51,8 @@ impl Tally {
 pub struct Report {
     pub tally: Tally,
     pub elapsed: Duration,
+    /// CPU microseconds per operation by role (server, postgres, redis, bench).
+    pub cpu_us_per_op: BTreeMap<&'static str, f64>,
 }
 
 impl Report {
@@ -85,6 +87,7 @@ impl Report {
             "retries": self.tally.retries,
             "errors": self.tally.errors,
             "payload_bytes": args.payload_bytes,
+            "cpu_us_per_op": self.cpu_us_per_op,
         })
     }
 
@@ -110,6 +113,9 @@ impl Report {
             "conflicts     {}   retries {}",
             self.tally.conflicts, self.tally.retries
         );
+        if !self.cpu_us_per_op.is_empty() {
+            println!("cpu µs/op     {:?}", self.cpu_us_per_op);
+        }
         if self.tally.errors.is_empty() {
             println!("errors        none");
         } else {

@@ -24,7 +24,7 @@ use tonic::{Code, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
-    Args, Scenario,
+    Args, Scenario, cpu,
     report::{Report, Tally},
 };
 
@@ -69,7 +69,7 @@ async fn connect(args: &Args) -> Result<Vec<SessionClient>, BoxError> {
 async fn setup(args: &Args, client: &SessionClient) -> Result<Vec<Session>, BoxError> {
     let n = match args.scenario {
         Scenario::Health => 0,
-        Scenario::Get => args.sessions.max(1),
+        Scenario::Get | Scenario::GetLocal => args.sessions.max(1),
         Scenario::Update => args.sessions.max(args.concurrency),
         Scenario::Hot | Scenario::MutateHot | Scenario::Watch => 1,
     };
@@ -97,11 +97,18 @@ pub async fn run(args: &Args) -> Result<Report, BoxError> {
         } else {
             args.duration
         };
+    let targets = cpu::Targets {
+        server_pid: args.server_pid,
+    };
+    let cpu_before = targets.sample();
     let started = Instant::now();
     let tally = drive(args, &clients, &sessions, Stop { deadline, budget }, !args.json).await?;
+    let elapsed = started.elapsed();
+    let cpu_us_per_op = cpu::per_op(&cpu_before, &targets.sample(), tally.latency.len());
     Ok(Report {
         tally,
-        elapsed: started.elapsed(),
+        elapsed,
+        cpu_us_per_op,
     })
 }
 
@@ -194,12 +201,20 @@ async fn worker(
                 .await
                 .map(|_| ())
                 .map_err(|s| format!("{:?}", s.code())),
-            Scenario::Get => {
+            Scenario::Get | Scenario::GetLocal => {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                let id = sessions.lock().expect("sessions")[(rng % n as u64) as usize].id;
-                stub.get_session(client.request(pb::GetSessionRequest { session_id: id }))
+                let (id, version) = {
+                    let s = &sessions.lock().expect("sessions")[(rng % n as u64) as usize];
+                    (s.id, s.version)
+                };
+                let min_version = (args.scenario == Scenario::GetLocal).then_some(version);
+                let req = pb::GetSessionRequest {
+                    session_id: id,
+                    min_version,
+                };
+                stub.get_session(client.request(req))
                     .await
                     .map(|_| ())
                     .map_err(|s| format!("{:?}", s.code()))
