@@ -1,5 +1,7 @@
 //! GetWorldRules and PutWorldRules.
 
+use std::sync::Arc;
+
 use super::{Caller, ServiceError, Sessions, ended};
 use crate::domain::{DomainError, WorldRules};
 
@@ -14,7 +16,7 @@ impl Sessions {
             )
             .into()));
         }
-        ended(self.rules_for(Some(world_id)).await)
+        ended(self.rules_for(Some(world_id)).await.map(Arc::unwrap_or_clone))
     }
 
     /// Replaces a world's rules (admin only) and wakes the re-normalizer.

@@ -238,12 +238,15 @@ impl Sessions {
     }
 
     /// The rules that apply to sessions of a world.
-    pub(super) async fn rules_for(&self, world_id: Option<i64>) -> Result<WorldRules, ServiceError> {
+    pub(super) async fn rules_for(&self, world_id: Option<i64>) -> Result<Arc<WorldRules>, ServiceError> {
+        /// Sessions of no world all share the built-in rules: built once.
+        static NO_WORLD: std::sync::LazyLock<Arc<WorldRules>> =
+            std::sync::LazyLock::new(|| Arc::new(WorldRules::defaults(0)));
         let Some(world) = world_id else {
-            return Ok(WorldRules::defaults(0));
+            return Ok(NO_WORLD.clone());
         };
         let stored = self.inner.store.world_rules(world).await?;
-        Ok(stored.unwrap_or_else(|| WorldRules::defaults(world)))
+        Ok(Arc::new(stored.unwrap_or_else(|| WorldRules::defaults(world))))
     }
 
     fn meta<'a>(&self, caller: &Caller, w: &'a Write) -> WriteMeta<'a> {

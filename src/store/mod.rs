@@ -22,7 +22,7 @@ pub use connect::StoreSettings;
 pub use error::StoreError;
 pub use pg_write::BatchObserver;
 pub use requests::{RequestKey, RequestRecord};
-pub use write::{Planned, WriteMeta, Written};
+pub use write::{Cas, Planned, WriteMeta, Written};
 
 /// Whose sessions a query may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

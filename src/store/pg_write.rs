@@ -307,6 +307,8 @@ impl Worker {
                 batch.push(job);
             }
         }
+        // Rows locked in one order by every batch of every replica: no deadlocks.
+        batch.sort_by_key(|(job, _)| job.next.id);
         Some(batch)
     }
 }

@@ -35,6 +35,16 @@ pub struct WriteMeta<'a> {
     pub request: Option<RequestKey<'a>>,
 }
 
+/// One guarded write of [`Store::cas_batch`].
+#[derive(Debug)]
+pub struct Cas<'a> {
+    pub owner: Owner,
+    /// The session the write was computed from; the guard is its version.
+    pub base: &'a Session,
+    pub planned: Planned,
+    pub meta: WriteMeta<'a>,
+}
+
 /// The result of a locked write.
 #[derive(Debug)]
 pub struct Written<S = Session> {
@@ -71,6 +81,37 @@ impl Store {
         self.record(&txn, base, &updated, meta).await?;
         txn.commit().await?;
         Ok(updated)
+    }
+
+    /// Several guarded writes at once, each answered exactly as it would be alone: on
+    /// PostgreSQL in one statement (what the group-commit queue sends), on SQLite (or
+    /// when two writes name one session) one after another.
+    pub async fn cas_batch(&self, writes: Vec<Cas<'_>>) -> Vec<Result<Session, StoreError>> {
+        let mut ids: Vec<i64> = writes.iter().map(|w| w.base.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !self.is_postgres() || ids.len() < writes.len() {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                out.push(self.cas(w.owner, w.base, w.planned, w.meta).await);
+            }
+            return out;
+        }
+        let guards: Vec<(i64, Owner)> = writes.iter().map(|w| (w.base.id, w.owner)).collect();
+        let jobs = writes
+            .into_iter()
+            .map(|w| self.job(w.owner, w.base, w.planned, w.meta))
+            .collect();
+        let outcomes = pg_write::write_all(&self.writer, jobs).await;
+        let mut out = Vec::with_capacity(outcomes.len());
+        for ((id, owner), outcome) in guards.into_iter().zip(outcomes) {
+            out.push(match outcome {
+                Ok(Some(written)) => Ok(written),
+                Ok(None) => Err(self.conflict_or_missing(id, owner).await),
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     /// The PostgreSQL write of `planned` over `base`: the next state at its new version.

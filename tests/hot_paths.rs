@@ -1,0 +1,323 @@
+//! The hot paths: group commit answers every write as if it were alone, and reads
+//! with `min_version` never go back in time while strong reads stay strong.
+
+mod common;
+
+use common::{
+    metrics::{metrics_on, scrape, value},
+    redis::{shared_redis, unique_prefix},
+    *,
+};
+use serde_json::json;
+use session_service::{
+    domain::{RequestId, Session, SessionPatch},
+    pb,
+    store::{Cas, Owner, Planned, RequestKey, Store, StoreError, StoreSettings, WriteMeta},
+    wire::status::error_info,
+};
+use tonic::Code;
+
+async fn store(db: &TestDb) -> Store {
+    let store = Store::connect(&StoreSettings {
+        url: db.url.clone(),
+        ..StoreSettings::default()
+    })
+    .await
+    .expect("store");
+    store.migrate_up(None).await.expect("migrations");
+    store
+}
+
+async fn new_session(store: &Store, counter: i64) -> Session {
+    let mut s = session_service::domain::NewSession::parse(1, 1, None, None)
+        .unwrap()
+        .to_session(1, chrono::Utc::now());
+    s.flags = json!({ "counter": counter }).as_object().unwrap().clone();
+    store.create(&s, 0, None).await.expect("create")
+}
+
+/// The write that sets `counter` to `to`, computed from `base`.
+fn set_counter(base: &Session, to: i64) -> Planned {
+    let patch = SessionPatch {
+        flags: Some(json!({ "counter": to }).as_object().unwrap().clone()),
+        ..Default::default()
+    };
+    Planned {
+        next: patch.applied(base),
+        rules_version: 0,
+    }
+}
+
+fn meta(request: Option<RequestKey<'_>>) -> WriteMeta<'_> {
+    WriteMeta {
+        action: "update",
+        edge_id: None,
+        node_id: None,
+        request,
+    }
+}
+
+backend_tests! {
+    a_batch_answers_each_write_as_it_would_be_answered_alone => batch_outcomes;
+    reads_at_a_min_version_never_go_back_and_name_what_they_wait_for => min_version_reads;
+}
+
+async fn batch_outcomes(backend: Backend) {
+    let mut db = TestDb::create(backend).await;
+    let store = store(&db).await;
+    let fresh = new_session(&store, 0).await;
+    let moved_on = new_session(&store, 0).await;
+    let reuses_id = new_session(&store, 0).await;
+    let recorded = new_session(&store, 0).await;
+    let mut missing = fresh.clone();
+    missing.id = 1_000_000;
+    // `moved_on` goes to version 2, so a write computed from version 1 conflicts.
+    let v2 = store
+        .cas(Owner::Any, &moved_on, set_counter(&moved_on, 1), meta(None))
+        .await
+        .unwrap();
+    // Request id "taken" is recorded by a write of `recorded`.
+    let taken = RequestId::parse("taken").unwrap().unwrap();
+    let taken_key = RequestKey {
+        user_id: 1,
+        request_id: &taken,
+    };
+    let recorded_v2 = store
+        .cas(
+            Owner::Any,
+            &recorded,
+            set_counter(&recorded, 5),
+            meta(Some(taken_key)),
+        )
+        .await
+        .unwrap();
+    let new_id = RequestId::parse("new").unwrap().unwrap();
+    let new_key = RequestKey {
+        user_id: 1,
+        request_id: &new_id,
+    };
+    let writes = vec![
+        Cas {
+            owner: Owner::User(1),
+            base: &fresh,
+            planned: set_counter(&fresh, 10),
+            meta: meta(None),
+        },
+        Cas {
+            owner: Owner::User(1),
+            base: &moved_on,
+            planned: set_counter(&moved_on, 10),
+            meta: meta(None),
+        },
+        Cas {
+            owner: Owner::User(1),
+            base: &reuses_id,
+            planned: set_counter(&reuses_id, 10),
+            meta: meta(Some(taken_key)),
+        },
+        Cas {
+            owner: Owner::User(1),
+            base: &missing,
+            planned: set_counter(&missing, 10),
+            meta: meta(None),
+        },
+        Cas {
+            owner: Owner::User(1),
+            base: &recorded_v2,
+            planned: set_counter(&recorded_v2, 10),
+            meta: meta(Some(new_key)),
+        },
+        // Another user's session looks absent, as it does alone.
+        Cas {
+            owner: Owner::User(2),
+            base: &v2,
+            planned: set_counter(&v2, 10),
+            meta: meta(None),
+        },
+    ];
+    let mut out = store.cas_batch(writes).await.into_iter();
+
+    let written = out.next().unwrap().expect("an up-to-date write commits");
+    assert_eq!(
+        (written.version, written.flags["counter"].clone()),
+        (2, json!(10))
+    );
+    match out.next().unwrap() {
+        Err(StoreError::Conflict(current)) => {
+            assert_eq!(*current, v2, "the conflict carries the current row")
+        }
+        other => panic!("a stale write conflicts: {other:?}"),
+    }
+    assert!(
+        matches!(out.next().unwrap(), Err(StoreError::DuplicateRequest)),
+        "a recorded request id is refused"
+    );
+    assert!(matches!(out.next().unwrap(), Err(StoreError::NotFound)));
+    let with_new_id = out
+        .next()
+        .unwrap()
+        .expect("a write with a new request id commits");
+    assert_eq!(with_new_id.version, 3);
+    assert!(
+        matches!(out.next().unwrap(), Err(StoreError::NotFound)),
+        "another user's session is not found"
+    );
+
+    // What committed is exactly what was answered; what was refused wrote nothing.
+    let read = |id| store.get(id, Owner::Any);
+    assert_eq!(read(fresh.id).await.unwrap().unwrap(), written);
+    assert_eq!(read(moved_on.id).await.unwrap().unwrap(), v2);
+    assert_eq!(read(reuses_id.id).await.unwrap().unwrap(), reuses_id);
+    assert_eq!(read(recorded.id).await.unwrap().unwrap(), with_new_id);
+    let record = store.request_record(new_key).await.unwrap().expect("recorded");
+    assert_eq!(
+        record.snapshot,
+        Some(with_new_id),
+        "the record answers a replay identically"
+    );
+    let events = |id| store.events(id, Owner::Any, None, 100);
+    let versions = |e: Option<Vec<session_service::domain::SessionEvent>>| {
+        e.unwrap().iter().map(|e| e.version).collect::<Vec<_>>()
+    };
+    assert_eq!(versions(events(fresh.id).await.unwrap()), vec![1, 2]);
+    assert_eq!(versions(events(reuses_id.id).await.unwrap()), vec![1]);
+    assert_eq!(versions(events(recorded.id).await.unwrap()), vec![1, 2, 3]);
+    store.close().await;
+    db.drop_now().await;
+}
+
+/// GetSession with `min_version`.
+fn get_at(id: i64, min_version: Option<i64>) -> tonic::Request<pb::GetSessionRequest> {
+    as_user(
+        1,
+        pb::GetSessionRequest {
+            session_id: id,
+            min_version,
+        },
+    )
+}
+
+async fn min_version_reads(backend: Backend) {
+    let app = TestApp::spawn_with(backend, metrics_on).await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({ "n": 0 })).await;
+    let mut seen = s.version;
+    for n in 1..=20 {
+        let req = pb::UpdateSessionRequest {
+            session_id: s.id,
+            flags: Some(obj(json!({ "n": n }))),
+            expected_version: Some(seen),
+            ..Default::default()
+        };
+        seen = c
+            .update_session(as_user(1, req))
+            .await
+            .unwrap()
+            .into_inner()
+            .version;
+        let read = c
+            .get_session(get_at(s.id, Some(seen)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(read.version >= seen, "read {} after writing {seen}", read.version);
+        seen = read.version;
+    }
+    let metrics = scrape(&app).await;
+    assert!(
+        value(&metrics, "session_cache_lookups_total{outcome=\"local\"}").unwrap_or(0.0) >= 20.0,
+        "the reads were answered from the replica's own copy"
+    );
+
+    // A version the session has not reached is refused, naming why.
+    let ahead = c.get_session(get_at(s.id, Some(seen + 5))).await.unwrap_err();
+    assert_eq!(ahead.code(), Code::FailedPrecondition, "{ahead:?}");
+    assert_eq!(
+        error_info(&ahead).expect("ErrorInfo").reason,
+        "VERSION_NOT_REACHED"
+    );
+    let zero = c.get_session(get_at(s.id, Some(0))).await.unwrap_err();
+    assert_eq!(zero.code(), Code::InvalidArgument);
+    assert_eq!(violated_field(&zero), "min_version");
+    // Owners never change: another user's copy is not found, as with a strong read.
+    let theirs = c
+        .get_session(as_user(
+            2,
+            pb::GetSessionRequest {
+                session_id: s.id,
+                min_version: Some(1),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+    app.finish().await;
+}
+
+/// Two replicas on one PostgreSQL and Redis: reads on one after writes acknowledged by
+/// the other. A strong read always sees the write; a read at the acknowledged version
+/// too, even though the second replica holds an older copy of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strong_reads_see_writes_acknowledged_by_another_replica() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(url) = shared_redis() else { return };
+    let db = TestDb::create(Backend::Postgres).await;
+    let mut settings = test_settings(&db);
+    settings.redis.url = Some(url);
+    settings.redis.key_prefix = unique_prefix();
+    let db_b = TestDb::same_as(&db);
+    let a = TestApp::start(db, settings.clone()).await;
+    let b = TestApp::start(db_b, settings).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let s = create(&mut ca, 1, json!({ "n": 0 })).await;
+    // B now holds its own copy at version 1.
+    let copy = cb.get_session(get_at(s.id, Some(1))).await.unwrap().into_inner();
+    assert_eq!(copy.version, 1);
+    let mut version = s.version;
+    for n in 1..=30 {
+        let req = pb::UpdateSessionRequest {
+            session_id: s.id,
+            flags: Some(obj(json!({ "n": n }))),
+            expected_version: Some(version),
+            ..Default::default()
+        };
+        version = ca
+            .update_session(as_user(1, req))
+            .await
+            .unwrap()
+            .into_inner()
+            .version;
+        let strong = cb.get_session(get_at(s.id, None)).await.unwrap().into_inner();
+        assert_eq!(
+            strong.version, version,
+            "a strong read on B sees A's acknowledged write"
+        );
+        assert_eq!(json(&strong.flags), json!({ "n": n }));
+        let at_least = cb
+            .get_session(get_at(s.id, Some(version)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(at_least.version >= version);
+        // A guarded write on B from A's answer: B's base is the state at that version.
+        if n % 10 == 0 {
+            let req = pb::UpdateSessionRequest {
+                session_id: s.id,
+                world_time: Some(n as f64),
+                expected_version: Some(version),
+                ..Default::default()
+            };
+            let on_b = cb.update_session(as_user(1, req)).await.unwrap().into_inner();
+            assert_eq!(
+                (on_b.version, json(&on_b.flags)),
+                (version + 1, json!({ "n": n }))
+            );
+            version = on_b.version;
+        }
+    }
+    let mut b = b;
+    b.stop().await;
+    a.finish().await;
+}
