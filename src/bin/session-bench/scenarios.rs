@@ -18,7 +18,7 @@ use session_service::{
     client::{ClientError, Credentials, SessionClient, create_request, ops},
     domain::Session,
     pb,
-    wire::{json_to_struct, status::conflict_session},
+    wire::{json_to_struct, json_to_value, status::conflict_session},
 };
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -191,6 +191,7 @@ async fn worker(
     let n = sessions.lock().expect("sessions").len().max(1);
     let mut mine = sessions.lock().expect("sessions").get(w % n).cloned();
     let mut rng = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let template = json_to_struct(flags(&args, 0).as_object().expect("an object"));
     while stop.next() {
         let started = Instant::now();
         let outcome: Result<(), String> = match args.scenario {
@@ -222,15 +223,21 @@ async fn worker(
             Scenario::Update => {
                 let s = mine.as_mut().expect("a session per worker");
                 let counter = s.flags["counter"].as_i64().unwrap_or(0) + 1;
+                // The load generator shares the cores with what it measures: the
+                // document is built once, and only the counter changes per request.
+                let mut doc = template.clone();
+                doc.fields
+                    .insert("counter".into(), json_to_value(&json!(counter)));
                 let req = pb::UpdateSessionRequest {
                     session_id: s.id,
-                    flags: flags(&args, counter).as_object().map(json_to_struct),
+                    flags: Some(doc),
                     expected_version: Some(s.version),
                     ..Default::default()
                 };
                 match stub.update_session(client.request(req)).await {
                     Ok(r) => {
-                        *s = Session::try_from(r.into_inner()).expect("valid session");
+                        s.version = r.into_inner().version;
+                        s.flags.insert("counter".into(), json!(counter));
                         Ok(())
                     }
                     Err(status) if status.code() == Code::Aborted => {
