@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-use super::{Store, StoreError, pg_write};
+use super::{Store, StoreError, group_commit};
 
 /// What the store needs to know; filled from the service configuration.
 #[derive(Debug, Clone)]
@@ -68,8 +68,9 @@ impl Store {
         } else {
             writer.clone()
         };
-        let batcher = (!sqlite)
-            .then(|| pg_write::Batcher::start(writer.clone(), settings.write_workers, settings.max_batch));
+        let batcher = (!sqlite).then(|| {
+            group_commit::Batcher::start(writer.clone(), settings.write_workers, settings.max_batch)
+        });
         Ok(Self {
             reader,
             writer,

@@ -9,6 +9,7 @@ mod convert;
 pub mod entity;
 mod error;
 mod events;
+mod group_commit;
 pub mod migrate;
 mod pg_write;
 mod requests;
@@ -20,9 +21,9 @@ use sea_orm::DatabaseConnection;
 
 pub use connect::StoreSettings;
 pub use error::StoreError;
-pub use pg_write::BatchObserver;
-pub use requests::{RequestKey, RequestRecord};
-pub use write::{Cas, Planned, WriteMeta, Written};
+pub use group_commit::BatchObserver;
+pub use requests::{RequestKey, RequestRecord, WriteMeta};
+pub use write::{Cas, Planned, Written};
 
 /// Whose sessions a query may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub struct Store {
     max_events: i64,
     /// PostgreSQL's group-commit queue for guarded writes (`None` on SQLite, whose
     /// single writer connection already serializes them).
-    batcher: Option<pg_write::Batcher>,
+    batcher: Option<group_commit::Batcher>,
 }
 
 impl Store {

@@ -18,44 +18,88 @@
 //! is retried one write per statement, so each caller gets the answer it would
 //! have had alone.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Owner, StoreError, error::is_unique_violation, write::WriteMeta};
+use super::{Owner, StoreError, error::is_unique_violation, requests::WriteMeta};
 use crate::domain::{JsonMap, Session, changes};
 
-const SQL: &str = "\
-WITH v AS (
+/// The statement, with table and column names from the sea-orm entities (the ones
+/// the migrations create), so a rename cannot leave it behind.
+static SQL: LazyLock<String> = LazyLock::new(|| {
+    use super::entity::{event, request, session};
+    use sea_orm::{EntityName, IdenStatic};
+    let gs = session::Entity.table_name();
+    let ev = event::Entity.table_name();
+    let rq = request::Entity.table_name();
+    use session::Column as S;
+    let [id, user, version, updated, rules, node, time, flags, rel] = [
+        S::Id,
+        S::UserId,
+        S::Version,
+        S::UpdatedAt,
+        S::RulesVersion,
+        S::CurrentNodeId,
+        S::WorldTime,
+        S::Flags,
+        S::Relationships,
+    ]
+    .map(|c| c.as_str());
+    use event::Column as E;
+    let [e_session, e_version, e_action, e_edge, e_node, e_diff, e_at] = [
+        E::SessionId,
+        E::Version,
+        E::Action,
+        E::EdgeId,
+        E::NodeId,
+        E::Diff,
+        E::CreatedAt,
+    ]
+    .map(|c| c.as_str());
+    use request::Column as R;
+    let [r_user, r_id, r_session, r_action, r_version, r_snapshot, r_at] = [
+        R::UserId,
+        R::RequestId,
+        R::SessionId,
+        R::Action,
+        R::Version,
+        R::Snapshot,
+        R::CreatedAt,
+    ]
+    .map(|c| c.as_str());
+    format!(
+        "WITH v AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
     i int, id bigint, expected bigint, uid bigint, at timestamptz, rules_version bigint,
     node bigint, wt float8, flags jsonb, rel jsonb,
     action text, edge_id bigint, node_id bigint, diff jsonb,
     req_user bigint, req_id text, snapshot jsonb, cut bigint)),
 u AS (
-  UPDATE game_sessions s SET
-    version = s.version + 1, updated_at = v.at, rules_version = v.rules_version,
-    current_node_id = COALESCE(v.node, s.current_node_id),
-    world_time = COALESCE(v.wt, s.world_time),
-    flags = COALESCE(v.flags, s.flags),
-    relationships = COALESCE(v.rel, s.relationships)
+  UPDATE {gs} s SET
+    {version} = s.{version} + 1, {updated} = v.at, {rules} = v.rules_version,
+    {node} = COALESCE(v.node, s.{node}),
+    {time} = COALESCE(v.wt, s.{time}),
+    {flags} = COALESCE(v.flags, s.{flags}),
+    {rel} = COALESCE(v.rel, s.{rel})
   FROM v
-  WHERE s.id = v.id AND s.version = v.expected AND (v.uid IS NULL OR s.user_id = v.uid)
-  RETURNING v.i, s.id, s.version),
+  WHERE s.{id} = v.id AND s.{version} = v.expected AND (v.uid IS NULL OR s.{user} = v.uid)
+  RETURNING v.i, s.{id} AS id, s.{version} AS version),
 e AS (
-  INSERT INTO session_events (session_id, version, action, edge_id, node_id, diff, created_at)
+  INSERT INTO {ev} ({e_session}, {e_version}, {e_action}, {e_edge}, {e_node}, {e_diff}, {e_at})
   SELECT u.id, u.version, v.action, v.edge_id, v.node_id, v.diff, v.at FROM u JOIN v ON v.i = u.i),
 r AS (
-  INSERT INTO request_ids (user_id, request_id, session_id, action, version, snapshot, created_at)
+  INSERT INTO {rq} ({r_user}, {r_id}, {r_session}, {r_action}, {r_version}, {r_snapshot}, {r_at})
   SELECT v.req_user, v.req_id, u.id, v.action, u.version, v.snapshot, v.at
   FROM u JOIN v ON v.i = u.i WHERE v.req_id IS NOT NULL),
 p AS (
-  DELETE FROM session_events d USING u JOIN v ON v.i = u.i
-  WHERE v.cut > 0 AND d.session_id = u.id AND d.version <= v.cut)
-SELECT i FROM u";
+  DELETE FROM {ev} d USING u JOIN v ON v.i = u.i
+  WHERE v.cut > 0 AND d.{e_session} = u.id AND d.{e_version} <= v.cut)
+SELECT i FROM u"
+    )
+});
 
 /// One guarded write: `next` (already at its new version and time) replaces the
 /// session if it is still at `expected`.
@@ -195,7 +239,7 @@ async fn run<C: ConnectionTrait>(db: &C, jobs: &[Job]) -> Result<Vec<bool>, Stor
     let rows: Vec<Row<'_>> = jobs.iter().enumerate().map(|(i, j)| j.row(i)).collect();
     // Text, cast to jsonb by the statement: serialized once here, parsed once there.
     let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL, [rows.into()]);
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL.as_str(), [rows.into()]);
     let returned = match db.query_all_raw(statement).await {
         Ok(rows) => rows,
         Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateRequest),
@@ -209,106 +253,4 @@ async fn run<C: ConnectionTrait>(db: &C, jobs: &[Job]) -> Result<Vec<bool>, Stor
         }
     }
     Ok(written)
-}
-
-/// Sizes of the batches written, for the metrics (set once by the application).
-pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
-
-/// The group-commit queue: writers queue their jobs; `workers` tasks each take
-/// every job queued when they come free and write them in one statement.
-#[derive(Clone)]
-pub(super) struct Batcher {
-    tx: mpsc::UnboundedSender<(Job, oneshot::Sender<Outcome>)>,
-    observer: Arc<OnceLock<BatchObserver>>,
-}
-
-type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Job, oneshot::Sender<Outcome>)>>>;
-
-impl Batcher {
-    /// Starts `workers` writer tasks on `db`, taking at most `max_batch` jobs each time.
-    pub(super) fn start(db: DatabaseConnection, workers: usize, max_batch: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue: Queue = Arc::new(Mutex::new(rx));
-        let observer: Arc<OnceLock<BatchObserver>> = Arc::default();
-        for _ in 0..workers.max(1) {
-            let worker = Worker {
-                db: db.clone(),
-                queue: queue.clone(),
-                observer: observer.clone(),
-                max_batch: max_batch.max(1),
-                held: Vec::new(),
-            };
-            tokio::spawn(worker.run());
-        }
-        Self { tx, observer }
-    }
-
-    pub(super) fn observe(&self, observer: BatchObserver) {
-        let _ = self.observer.set(observer);
-    }
-
-    /// Queues `job` and waits for its outcome.
-    pub(super) async fn write(&self, job: Job) -> Outcome {
-        let (done, outcome) = oneshot::channel();
-        if self.tx.send((job, done)).is_err() {
-            return Err(StoreError::Corrupt("the write queue is closed".into()));
-        }
-        outcome
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Corrupt("a writer task ended".into())))
-    }
-}
-
-struct Worker {
-    db: DatabaseConnection,
-    queue: Queue,
-    observer: Arc<OnceLock<BatchObserver>>,
-    max_batch: usize,
-    /// Jobs for a session already in the previous batch: they go in the next one, so
-    /// a batch never holds two writes of one session (which would make one of them
-    /// fail its guard although, alone, it would have followed the other).
-    held: Vec<(Job, oneshot::Sender<Outcome>)>,
-}
-
-impl Worker {
-    async fn run(mut self) {
-        while let Some(batch) = self.next_batch().await {
-            if let Some(observe) = self.observer.get() {
-                observe(batch.len());
-            }
-            let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let outcomes = write_all(&self.db, jobs).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                // The caller may have gone (cancelled): the write stands regardless.
-                let _ = reply.send(outcome);
-            }
-        }
-    }
-
-    /// Waits for one job (unless some are held), then takes what else is queued.
-    async fn next_batch(&mut self) -> Option<Vec<(Job, oneshot::Sender<Outcome>)>> {
-        let mut pending = std::mem::take(&mut self.held);
-        let mut queue = self.queue.lock().await;
-        if pending.is_empty() {
-            pending.push(queue.recv().await?);
-        }
-        while pending.len() < self.max_batch {
-            match queue.try_recv() {
-                Ok(job) => pending.push(job),
-                Err(_) => break,
-            }
-        }
-        drop(queue);
-        let mut batch: Vec<(Job, oneshot::Sender<Outcome>)> = Vec::with_capacity(pending.len());
-        for job in pending {
-            if batch.iter().any(|(b, _)| b.next.id == job.0.next.id) {
-                self.held.push(job);
-            } else {
-                batch.push(job);
-            }
-        }
-        // Rows locked in one order by every batch of every replica: no deadlocks.
-        batch.sort_by_key(|(job, _)| job.next.id);
-        Some(batch)
-    }
 }

@@ -28,6 +28,15 @@ pub struct RequestRecord {
     pub snapshot: Option<Session>,
 }
 
+/// What the event and idempotency record of a write say.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMeta<'a> {
+    pub action: &'static str,
+    pub edge_id: Option<i64>,
+    pub node_id: Option<i64>,
+    pub request: Option<RequestKey<'a>>,
+}
+
 impl Store {
     /// Records a write in its transaction. A second write with the same key fails
     /// with `DuplicateRequest` (the unique key serializes racing retries).

@@ -14,7 +14,7 @@ use super::{
     convert::session_from,
     entity::session::{Column, Entity},
     pg_write,
-    requests::RequestKey,
+    requests::{RequestKey, WriteMeta},
     sessions::{find, owned},
 };
 use crate::domain::{DomainError, Session, WorldRules, changes, diff};
@@ -24,15 +24,6 @@ use crate::domain::{DomainError, Session, WorldRules, changes, diff};
 pub struct Planned {
     pub next: Session,
     pub rules_version: i64,
-}
-
-/// What the event and idempotency record of a write say.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteMeta<'a> {
-    pub action: &'static str,
-    pub edge_id: Option<i64>,
-    pub node_id: Option<i64>,
-    pub request: Option<RequestKey<'a>>,
 }
 
 /// One guarded write of [`Store::cas_batch`].
