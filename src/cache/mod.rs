@@ -7,6 +7,7 @@ mod hub;
 mod local;
 mod recent;
 mod redis;
+mod write_through;
 
 use std::sync::Arc;
 

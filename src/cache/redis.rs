@@ -21,7 +21,7 @@ use fred::{
 };
 use prost::Message as _;
 
-use super::{Hub, Lookup, Notice, SessionCache, Subscription};
+use super::{Hub, Lookup, Notice, SessionCache, Subscription, write_through};
 use crate::{domain::Session, telemetry::Metrics, wire::pb};
 
 /// The one cache-fill script: set only if the cached version is older or absent.
@@ -65,8 +65,8 @@ pub struct RedisCache {
     options: Options,
     script: Script,
     prefix: String,
-    channel: String,
-    ttl_ms: i64,
+    pub(super) channel: String,
+    pub(super) ttl_ms: i64,
     tombstone_ttl_ms: i64,
     hub: Hub,
     healthy: Arc<AtomicBool>,
@@ -75,6 +75,8 @@ pub struct RedisCache {
     /// reads of them bypass the cache until a repair (the newest version, or `None`
     /// for a tombstone) has been written.
     dirty: Mutex<HashMap<i64, Option<Session>>>,
+    /// Write-throughs after commits, sent in groups (see `write_through.rs`).
+    write_through: write_through::Queue,
     _subscriber: SubscriberClient,
 }
 
@@ -112,6 +114,7 @@ impl RedisCache {
         let channel = format!("{prefix}session-updates");
         let hub = Hub::default();
         spawn_listener(&subscriber, channel.clone(), hub.clone());
+        let (write_through, queued) = write_through::queue();
         let cache = Self {
             options: Options {
                 fail_fast: true,
@@ -128,18 +131,20 @@ impl RedisCache {
             metrics,
             pool,
             dirty: Mutex::default(),
+            write_through,
             _subscriber: subscriber,
         };
         let cache = Arc::new(cache);
         tokio::spawn(maintain(Arc::downgrade(&cache)));
+        tokio::spawn(write_through::run(Arc::downgrade(&cache), queued));
         Ok(cache)
     }
 
-    fn key(&self, id: i64) -> String {
+    pub(super) fn key(&self, id: i64) -> String {
         format!("{}session:{id}", self.prefix)
     }
 
-    fn client(&self) -> fred::clients::WithOptions<Client> {
+    pub(super) fn client(&self) -> fred::clients::WithOptions<Client> {
         self.pool.next().with_options(&self.options)
     }
 
@@ -176,14 +181,14 @@ impl RedisCache {
     }
 
     /// Counts a failed command; the first failure of an outage is logged as a warning.
-    fn failed(&self, what: &str, error: &Error) {
+    pub(super) fn failed(&self, what: &str, error: &Error) {
         self.metrics.cache_outcome("bypass");
         if self.healthy.swap(false, Ordering::Relaxed) {
             tracing::warn!(%error, operation = what, "redis unavailable: bypassing the cache until it recovers");
         }
     }
 
-    fn succeeded(&self) {
+    pub(super) fn succeeded(&self) {
         if !self.healthy.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable again: cache back in use");
         }
@@ -216,7 +221,7 @@ impl RedisCache {
         }
     }
 
-    fn mark_dirty(&self, id: i64, repair: Option<Session>) {
+    pub(super) fn mark_dirty(&self, id: i64, repair: Option<Session>) {
         let mut dirty = self.dirty.lock().expect("dirty lock");
         let newer = match (dirty.get(&id), &repair) {
             (Some(Some(held)), Some(s)) => s.version > held.version,
@@ -381,8 +386,10 @@ impl SessionCache for RedisCache {
         // The copy first: the notice then finds it current and keeps it.
         self.hub.recent().remember(session);
         self.hub.notify(notice);
-        self.store(session.id, Some(session), Some(notice), "write-through")
-            .await;
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.write_through.send((session.clone(), done)).is_ok() {
+            let _ = written.await;
+        }
     }
 
     async fn deleted(&self, id: i64) {

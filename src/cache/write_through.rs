@@ -1,0 +1,108 @@
+//! Write-throughs after commits, grouped: every committed session queued while the
+//! previous group was on its way goes to Redis in ONE script call (guarded fill and
+//! watch notice for each), instead of one round trip per write. Group commit hands
+//! back many writes at once, so their write-throughs arrive together.
+//!
+//! A caller still waits for its own write-through before answering: a strong read on
+//! another replica must never find Redis older than an acknowledged write.
+
+use std::sync::{Arc, Weak};
+
+use fred::{prelude::*, types::scripts::Script};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Notice, RedisCache};
+use crate::{domain::Session, wire::pb};
+
+/// The fill script of `redis.rs` for many keys: for key i, ARGV[4i+1..4i+4] are the
+/// version, the encoded session, the TTL in ms and the notice; the last ARGV is the
+/// channel. Each key is set only if its cached version is older or absent (a
+/// tombstone's version is larger than any). Idempotent, so a re-send is harmless.
+const FILL_MANY_LUA: &str = r"
+local channel = ARGV[#ARGV]
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 4
+  local held = redis.call('HGET', key, 'v')
+  if not held or tonumber(held) < tonumber(ARGV[a + 1]) then
+    redis.call('HSET', key, 'v', ARGV[a + 1], 'd', ARGV[a + 2])
+    redis.call('PEXPIRE', key, ARGV[a + 3])
+    stored[i] = 1
+  else
+    stored[i] = 0
+  end
+  redis.call('PUBLISH', channel, ARGV[a + 4])
+end
+return stored
+";
+
+/// Most sessions in one script call.
+const MAX_GROUP: usize = 128;
+
+type Queued = (Arc<Session>, oneshot::Sender<()>);
+
+/// The queue `RedisCache::committed` writes to, and the end [`run`] reads.
+pub(super) type Queue = mpsc::UnboundedSender<Queued>;
+pub(super) type Receiver = mpsc::UnboundedReceiver<Queued>;
+
+pub(super) fn queue() -> (Queue, Receiver) {
+    mpsc::unbounded_channel()
+}
+
+/// Sends queued write-throughs until the cache is dropped.
+pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
+    let script = Script::from_lua(FILL_MANY_LUA);
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(cache) = cache.upgrade() else { return };
+        let sessions: Vec<&Arc<Session>> = group.iter().map(|(s, _)| s).collect();
+        match send(&cache, &script, &sessions).await {
+            Ok(()) => cache.succeeded(),
+            Err(error) => {
+                // Redis may still hold older versions: reads bypass them until repaired.
+                cache.failed("write-through", &error);
+                for s in &sessions {
+                    cache.mark_dirty(s.id, Some(Session::clone(s)));
+                }
+            }
+        }
+        drop(cache);
+        for (_, done) in group {
+            // The caller may have gone: its write is committed regardless.
+            let _ = done.send(());
+        }
+    }
+}
+
+/// One script call for `sessions`; loads the script on NOSCRIPT (first use, restart, flush).
+async fn send(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -> Result<(), Error> {
+    let keys = || -> Vec<String> { sessions.iter().map(|s| cache.key(s.id)).collect() };
+    let args = || -> Vec<Value> {
+        let mut args: Vec<Value> = Vec::with_capacity(sessions.len() * 4 + 1);
+        for s in sessions {
+            args.push(s.version.into());
+            args.push(Value::Bytes(pb::GameSession::from(&***s).encode_to_vec().into()));
+            args.push(cache.ttl_ms.into());
+            args.push(Notice::updated(s.id, s.version).encode().into());
+        }
+        args.push(cache.channel.as_str().into());
+        args
+    };
+    let client = cache.client();
+    let sent: Result<Vec<i64>, Error> = client.evalsha(script.sha1().clone(), keys(), args()).await;
+    match sent {
+        Err(e) if e.details().starts_with("NOSCRIPT") => {
+            client.script_load::<String, _>(FILL_MANY_LUA).await?;
+            let _: Vec<i64> = client.evalsha(script.sha1().clone(), keys(), args()).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
