@@ -58,6 +58,10 @@ impl SessionCache for LocalCache {
         self.put_if_newer(session);
     }
 
+    fn remember(&self, session: &Arc<Session>) {
+        self.put_if_newer(session);
+    }
+
     fn recent(&self, id: i64) -> Option<Arc<Session>> {
         // One process holds every copy: the entry itself is the newest state.
         match self.lookup(id) {

@@ -46,6 +46,10 @@ pub trait SessionCache: Send + Sync + 'static {
     /// at exactly `expected_version`, a read with `min_version`). Never fails, never waits.
     fn recent(&self, id: i64) -> Option<Arc<Session>>;
 
+    /// Makes a just-committed `session` this replica's copy at once, before
+    /// [`committed`](Self::committed) tells the shared cache and the other replicas.
+    fn remember(&self, session: &Arc<Session>);
+
     /// Replaces the entry with a short-lived tombstone, so a racing fill of an
     /// older read cannot resurrect a deleted session.
     async fn tombstone(&self, id: i64);

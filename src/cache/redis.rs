@@ -368,6 +368,10 @@ impl SessionCache for RedisCache {
         self.hub.recent().get(id)
     }
 
+    fn remember(&self, session: &Arc<Session>) {
+        self.hub.recent().remember(session);
+    }
+
     async fn tombstone(&self, id: i64) {
         self.store(id, None, None, "tombstone").await;
     }

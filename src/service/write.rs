@@ -150,12 +150,28 @@ impl Sessions {
     /// process, then compare-and-set from the freshest known version: one statement
     /// per write. Only if other replicas keep winning does it lock the row instead.
     async fn serialized(&self, caller: &Caller, w: &Write) -> Result<(Arc<Session>, bool), ServiceError> {
+        let id = w.session_id.get();
+        let turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
+            .lock()
+            .await;
+        let written = self.in_turn(caller, w).await;
+        // The next writer here already builds on this version (this replica's copy
+        // has it): the turn passes on before the shared cache and the other replicas
+        // learn of it. This caller still answers only after they have.
+        drop(turn);
+        let (session, changed, tell) = written?;
+        if tell {
+            self.committed(&session).await;
+        }
+        Ok((session, changed))
+    }
+
+    /// One writer's turn: compare-and-set from the freshest known version. Returns the
+    /// session, whether it changed, and whether the commit is still to be announced.
+    async fn in_turn(&self, caller: &Caller, w: &Write) -> Result<(Arc<Session>, bool, bool), ServiceError> {
         /// Optimistic rounds before falling back to the row lock.
         const ATTEMPTS: usize = 4;
         let id = w.session_id.get();
-        let _turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
-            .lock()
-            .await;
         // The freshest known version: a stale one only costs a conflict and a retry.
         let mut base = match self.local_copy(caller, id, |_| true)? {
             Some(copy) => copy,
@@ -165,7 +181,7 @@ impl Sessions {
         for _ in 0..ATTEMPTS {
             let rules = self.rules_for(base.world_id).await?;
             let Some(planned) = plan(&base, None, &w.change, &rules, &limits)? else {
-                return Ok((base, false));
+                return Ok((base, false, false));
             };
             match self
                 .inner
@@ -175,8 +191,8 @@ impl Sessions {
             {
                 Ok(updated) => {
                     let updated = Arc::new(updated);
-                    self.committed(&updated).await;
-                    return Ok((updated, true));
+                    self.inner.cache.remember(&updated);
+                    return Ok((updated, true, true));
                 }
                 // Another replica wrote meanwhile: go again from its version.
                 Err(StoreError::Conflict(current)) => base = Arc::new(*current),
@@ -184,7 +200,7 @@ impl Sessions {
             }
         }
         let written = self.locked(caller, w).await?;
-        Ok((written.session, written.changed))
+        Ok((written.session, written.changed, false))
     }
 
     /// Reads the row under a lock (queueing behind other writers in the database),
