@@ -96,7 +96,7 @@ impl Default for DatabaseSettings {
             health_probe_interval_ms: 2_000,
             max_events_per_session: 1_000,
             migrate_on_start: true,
-            write_workers: 2,
+            write_workers: 1,
             max_batch: 64,
         }
     }

@@ -30,7 +30,7 @@ impl Default for StoreSettings {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             max_events_per_session: 1000,
-            write_workers: 2,
+            write_workers: 1,
             max_batch: 64,
         }
     }
