@@ -56,10 +56,6 @@ enum MigrateAction {
     Status,
 }
 
-/// mimalloc instead of glibc's malloc: measured in BENCHMARKS.md ("CPU per operation").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
