@@ -66,13 +66,7 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
         .into_inner();
     assert_eq!(mine.user_id, 1, "the user is the token's sub");
 
-    let mut spoofed = with_token(
-        &good,
-        pb::GetSessionRequest {
-            session_id: mine.id,
-            min_version: None,
-        },
-    );
+    let mut spoofed = with_token(&good, pb::GetSessionRequest::strong(mine.id));
     spoofed.metadata_mut().insert("x-user-id", "2".parse().unwrap());
     assert!(
         c.get_session(spoofed).await.is_ok(),
@@ -112,17 +106,8 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
     let mut messages = Vec::new();
     for (name, token) in bad_tokens {
         let req = match &token {
-            Some(t) => with_token(
-                t,
-                pb::GetSessionRequest {
-                    session_id: mine.id,
-                    min_version: None,
-                },
-            ),
-            None => Request::new(pb::GetSessionRequest {
-                session_id: mine.id,
-                min_version: None,
-            }),
+            Some(t) => with_token(t, pb::GetSessionRequest::strong(mine.id)),
+            None => Request::new(pb::GetSessionRequest::strong(mine.id)),
         };
         let err = c.get_session(req).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{name}");
@@ -135,26 +120,14 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
 
     let other = hs256(&claims(2, 300, "sessions", ""), SECRET);
     let err = c
-        .get_session(with_token(
-            &other,
-            pb::GetSessionRequest {
-                session_id: mine.id,
-                min_version: None,
-            },
-        ))
+        .get_session(with_token(&other, pb::GetSessionRequest::strong(mine.id)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "another user's session looks absent");
 
     let admin = hs256(&claims(99, 300, "sessions", "read sessions:admin"), SECRET);
     let seen = c
-        .get_session(with_token(
-            &admin,
-            pb::GetSessionRequest {
-                session_id: mine.id,
-                min_version: None,
-            },
-        ))
+        .get_session(with_token(&admin, pb::GetSessionRequest::strong(mine.id)))
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 1, "an admin acts on any session");
@@ -289,34 +262,19 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "a service must name the user");
     let err = backend
-        .get_session(as_user(
-            6,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(6, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     let mut ops = SessionServiceClient::new(tls_channel(&app, &ca.pem.cert, Some(&ops_cert)).await.unwrap());
     let seen = ops
-        .get_session(Request::new(pb::GetSessionRequest {
-            session_id: s.id,
-            min_version: None,
-        }))
+        .get_session(Request::new(pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap();
     assert_eq!(seen.into_inner().user_id, 5, "the admin OU acts on any session");
     let err = ops
-        .get_session(as_user_header(
-            "0",
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user_header("0", pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -337,13 +295,7 @@ async fn mtls_services_act_for_the_user_they_name_and_untrusted_certificates_are
         let refused = match tls_channel(&app, &ca.pem.cert, client).await {
             Err(_) => true,
             Ok(ch) => SessionServiceClient::new(ch)
-                .get_session(as_user(
-                    5,
-                    pb::GetSessionRequest {
-                        session_id: s.id,
-                        min_version: None,
-                    },
-                ))
+                .get_session(as_user(5, pb::GetSessionRequest::strong(s.id)))
                 .await
                 .is_err(),
         };

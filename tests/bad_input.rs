@@ -41,15 +41,9 @@ fn cases() -> Vec<(&'static str, &'static str, Call)> {
             "session_id",
             Box::new(|mut c: Client, _| {
                 Box::pin(async move {
-                    c.get_session(as_user(
-                        1,
-                        pb::GetSessionRequest {
-                            session_id: 0,
-                            min_version: None,
-                        },
-                    ))
-                    .await
-                    .map(|_| ())
+                    c.get_session(as_user(1, pb::GetSessionRequest::strong(0)))
+                        .await
+                        .map(|_| ())
                 })
             }),
         ),
@@ -192,13 +186,7 @@ async fn bad_input(backend: Backend) {
         assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
         assert_eq!(violated_field(&err), field, "{name}");
         let now = c
-            .get_session(as_user(
-                1,
-                pb::GetSessionRequest {
-                    session_id: s.id,
-                    min_version: None,
-                },
-            ))
+            .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
             .await
             .unwrap()
             .into_inner();

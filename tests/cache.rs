@@ -141,15 +141,9 @@ async fn served_from_redis(backend: Backend) {
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({"a": 1})).await;
     for _ in 0..5 {
-        c.get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
-        .await
-        .unwrap();
+        c.get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+            .await
+            .unwrap();
     }
     let m = scrape(&app).await;
     let hits = value(&m, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0);
@@ -186,13 +180,7 @@ async fn redis_outage(backend: Backend) {
             .into_inner();
         assert_eq!(u.version, n + 1);
         let g = c
-            .get_session(as_user(
-                1,
-                pb::GetSessionRequest {
-                    session_id: s.id,
-                    min_version: None,
-                },
-            ))
+            .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
             .await
             .expect("reads fall back");
         assert_eq!(
@@ -220,13 +208,7 @@ async fn redis_outage(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(700)).await;
     c.update_session(as_user(1, update(6, 6))).await.unwrap();
     let g = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();

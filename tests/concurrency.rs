@@ -71,13 +71,7 @@ async fn sixteen_writers(backend: Backend) {
         "no two successful responses carry the same version"
     );
     let last = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();

@@ -58,13 +58,7 @@ async fn stale_version_is_aborted(backend: Backend) {
         .expect("the session packed as Any");
     let packed = pb::GameSession::decode(any.value.as_slice()).unwrap();
     let fetched = c
-        .get_session(as_user(
-            7,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(7, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
@@ -185,24 +179,12 @@ async fn other_users(backend: Backend) {
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({"mine": true})).await;
     let get = c
-        .get_session(as_user(
-            2,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(2, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(get.code(), Code::NotFound);
     let missing = c
-        .get_session(as_user(
-            2,
-            pb::GetSessionRequest {
-                session_id: s.id + 1000,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(2, pb::GetSessionRequest::strong(s.id + 1000)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -244,36 +226,21 @@ async fn other_users(backend: Backend) {
     assert!(listed.sessions.is_empty());
     // An admin may act on it.
     let got = c
-        .get_session(as_admin(
-            99,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_admin(99, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(got.user_id, 1);
     // No identity at all is UNAUTHENTICATED.
     let anon = c
-        .get_session(tonic::Request::new(pb::GetSessionRequest {
-            session_id: s.id,
-            min_version: None,
-        }))
+        .get_session(tonic::Request::new(pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(anon.code(), Code::Unauthenticated);
     // User ids are positive: 0 is reserved for a service acting for no user.
     for bad in ["0", "-3", "one"] {
         let err = c
-            .get_session(as_user_header(
-                bad,
-                pb::GetSessionRequest {
-                    session_id: s.id,
-                    min_version: None,
-                },
-            ))
+            .get_session(as_user_header(bad, pb::GetSessionRequest::strong(s.id)))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "x-user-id {bad}");
@@ -300,13 +267,7 @@ async fn delete(backend: Backend) {
     };
     c.delete_session(as_user(1, ok)).await.unwrap();
     let gone = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
@@ -457,13 +418,7 @@ async fn normalized_on_write(backend: Backend) {
     assert_eq!(stored["npc:5"]["intimacyLevelId"], "intimate");
     assert_eq!(stored["network"], json!({"x": 1}));
     let got = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();

@@ -241,13 +241,7 @@ async fn min_version_reads(backend: Backend) {
     assert_eq!(violated_field(&zero), "min_version");
     // Owners never change: another user's copy is not found, as with a strong read.
     let theirs = c
-        .get_session(as_user(
-            2,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: Some(1),
-            },
-        ))
+        .get_session(as_user(2, pb::GetSessionRequest::at_least(s.id, 1)))
         .await
         .unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound);

@@ -85,13 +85,7 @@ async fn retry_after_own_write(backend: Backend) {
     let retried = c.update_session(as_user(1, req)).await.unwrap().into_inner();
     assert_eq!(retried, committed, "the session as of the recorded result");
     let now = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
@@ -130,13 +124,7 @@ async fn repeated_increment(backend: Backend) {
         .await
         .unwrap();
     let now = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
@@ -215,13 +203,7 @@ async fn reused_elsewhere(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let untouched = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: b.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(b.id)))
         .await
         .unwrap()
         .into_inner();

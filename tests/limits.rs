@@ -53,13 +53,7 @@ async fn timeout(backend: Backend) {
     lock.rollback().await.unwrap();
     db.close().await.unwrap();
     let now = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
@@ -85,13 +79,7 @@ async fn shedding(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let err = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -114,13 +102,7 @@ async fn shedding(backend: Backend) {
         t.await.unwrap().expect("admitted requests complete");
     }
     let now = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await
         .unwrap()
         .into_inner();
@@ -147,15 +129,9 @@ async fn a_message_over_the_size_limit_is_refused_and_the_server_stays_up() {
         ("MESSAGE_TOO_LARGE", "session.pixsim7")
     );
     assert!(
-        c.get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None
-            }
-        ))
-        .await
-        .is_ok()
+        c.get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+            .await
+            .is_ok()
     );
     app.finish().await;
 }
@@ -168,15 +144,7 @@ async fn each_user_gets_a_token_bucket_when_rate_limiting_is_on() {
     })
     .await;
     let mut c = app.client().await;
-    let get = |user| {
-        as_user(
-            user,
-            pb::GetSessionRequest {
-                session_id: 1,
-                min_version: None,
-            },
-        )
-    };
+    let get = |user| as_user(user, pb::GetSessionRequest::strong(1));
     let mut codes = Vec::new();
     for _ in 0..4 {
         codes.push(c.get_session(get(1)).await.unwrap_err().code());
@@ -246,13 +214,7 @@ async fn an_unknown_method_is_unimplemented_with_error_info() {
     let codec = tonic_prost::ProstCodec::<pb::GetSessionRequest, pb::GameSession>::default();
     let err = grpc
         .unary(
-            as_user(
-                1,
-                pb::GetSessionRequest {
-                    session_id: 1,
-                    min_version: None,
-                },
-            ),
+            as_user(1, pb::GetSessionRequest::strong(1)),
             "/pixsim.session.v1.SessionService/NoSuchMethod".parse().unwrap(),
             codec,
         )

@@ -16,10 +16,7 @@ async fn metrics_expose_requests_conflicts_replays_cache_pool_and_watch_series()
     let app = TestApp::spawn_with(Backend::Sqlite, metrics_on).await;
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({})).await;
-    let get = pb::GetSessionRequest {
-        session_id: s.id,
-        min_version: None,
-    };
+    let get = pb::GetSessionRequest::strong(s.id);
     c.get_session(as_user(1, get)).await.unwrap();
     let stale = pb::UpdateSessionRequest {
         session_id: s.id,

@@ -418,10 +418,7 @@ async fn a_stopped_postgresql_means_fast_unavailable_and_not_serving_then_recove
         let started = Instant::now();
         let err = c
             .stub()
-            .get_session(c.request(pb::GetSessionRequest {
-                session_id: s.id + 1,
-                min_version: None,
-            }))
+            .get_session(c.request(pb::GetSessionRequest::strong(s.id + 1)))
             .await
             .unwrap_err();
         slowest = slowest.max(started.elapsed());

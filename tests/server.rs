@@ -126,13 +126,7 @@ async fn a_stop_ends_watch_streams_and_closes_the_server() {
         Some(Ok(s)) => panic!("unexpected session {s:?}"),
     }
     let after = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: s.id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
         .await;
     assert!(after.is_err(), "the server no longer answers");
     app.db.drop_now().await;

@@ -145,15 +145,9 @@ async fn polling_fallback(backend: Backend) {
     let mut w = watch(&mut c, s.id, 1).await;
     redis.kill();
     // Let the service notice the outage on a command of its own.
-    c.get_session(as_user(
-        1,
-        pb::GetSessionRequest {
-            session_id: s.id,
-            min_version: None,
-        },
-    ))
-    .await
-    .unwrap();
+    c.get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+        .await
+        .unwrap();
     let v = bump(&mut c, s.id, 9.0).await;
     let got = next(&mut w).await.unwrap();
     assert_eq!(got.version, v, "a poll of the database delivered it");

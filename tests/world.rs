@@ -59,13 +59,7 @@ async fn create_in(c: &mut Client, world: i64, affinity: f64, kind: &str) -> pb:
 
 async fn tier(c: &mut Client, id: i64) -> (String, i64) {
     let s = c
-        .get_session(as_user(
-            1,
-            pb::GetSessionRequest {
-                session_id: id,
-                min_version: None,
-            },
-        ))
+        .get_session(as_user(1, pb::GetSessionRequest::strong(id)))
         .await
         .unwrap()
         .into_inner();

@@ -39,6 +39,24 @@ impl TryFrom<pb::CreateSessionRequest> for CreateRequest {
     }
 }
 
+impl pb::GetSessionRequest {
+    /// A strong read: never older than any acknowledged write.
+    pub fn strong(session_id: i64) -> Self {
+        Self {
+            session_id,
+            min_version: None,
+        }
+    }
+
+    /// A read of any state at `min_version` or newer (a replica's own copy will do).
+    pub fn at_least(session_id: i64, min_version: i64) -> Self {
+        Self {
+            session_id,
+            min_version: Some(min_version),
+        }
+    }
+}
+
 /// GetSession: the session and, for a read that may use a replica's own copy, the
 /// oldest version that will do.
 impl TryFrom<pb::GetSessionRequest> for (SessionId, Option<Version>) {
