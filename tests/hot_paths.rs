@@ -60,6 +60,53 @@ fn meta(request: Option<RequestKey<'_>>) -> WriteMeta<'_> {
 backend_tests! {
     a_batch_answers_each_write_as_it_would_be_answered_alone => batch_outcomes;
     reads_at_a_min_version_never_go_back_and_name_what_they_wait_for => min_version_reads;
+    a_replay_acknowledging_a_write_that_never_reached_the_cache_refreshes_it => replay_refreshes_cache;
+}
+
+/// A first attempt committed, then was cancelled before its write-through (simulated
+/// by writing through a second store handle): the cache still holds the older version.
+/// The retry is answered from the idempotency record, which acknowledges the write,
+/// so from then on a strong read must see it.
+async fn replay_refreshes_cache(backend: Backend) {
+    let redis = shared_redis();
+    let app = TestApp::spawn_with(backend, |s| {
+        if let Some(url) = redis {
+            s.redis.url = Some(url);
+            s.redis.key_prefix = unique_prefix();
+        }
+    })
+    .await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({ "n": 0 })).await;
+    let cached = c.get_session(get_at(s.id, None)).await.unwrap().into_inner();
+    assert_eq!(cached.version, 1);
+    let behind = store(&app.db).await;
+    let base = behind.get(s.id, Owner::Any).await.unwrap().unwrap();
+    let id = RequestId::parse("first-attempt").unwrap().unwrap();
+    let key = RequestKey {
+        user_id: 1,
+        request_id: &id,
+    };
+    let committed = behind
+        .cas(Owner::User(1), &base, set_counter(&base, 1), meta(Some(key)))
+        .await
+        .unwrap();
+    behind.close().await;
+    let retry = pb::UpdateSessionRequest {
+        session_id: s.id,
+        flags: Some(obj(json!({ "counter": 1 }))),
+        expected_version: Some(1),
+        request_id: "first-attempt".into(),
+        ..Default::default()
+    };
+    let answered = c.update_session(as_user(1, retry)).await.unwrap().into_inner();
+    assert_eq!(answered.version, committed.version, "the recorded answer");
+    let read = c.get_session(get_at(s.id, None)).await.unwrap().into_inner();
+    assert_eq!(
+        read.version, committed.version,
+        "a strong read sees the acknowledged write"
+    );
+    app.finish().await;
 }
 
 async fn batch_outcomes(backend: Backend) {

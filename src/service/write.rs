@@ -306,7 +306,14 @@ impl Sessions {
             return Err(ServiceError::RequestIdReused);
         }
         tracing::debug!(version = record.version, "answered from the idempotency record");
-        Ok(Some(record.snapshot.map(Arc::new)))
+        let snapshot = record.snapshot.map(Arc::new);
+        if let Some(s) = &snapshot {
+            // The first attempt may have committed and then been cancelled before its
+            // write-through: this answer acknowledges it, so the cache must not stay
+            // older (the fill never goes over a newer version).
+            self.inner.cache.fill(s).await;
+        }
+        Ok(Some(snapshot))
     }
 
     /// After a commit: write through to the cache, then tell watchers everywhere.
