@@ -73,15 +73,26 @@ impl Sessions {
         id: i64,
         min: i64,
     ) -> Result<Arc<Session>, ServiceError> {
-        if let Some(copy) = self.local_copy(caller, id, |s| s.version >= min)? {
-            return Ok(copy);
+        self.copy_or_read(caller, id, |s| s.version >= min).await
+    }
+
+    /// The first that `wanted` accepts: this replica's own copy, the shared cache's,
+    /// else the database row (which then fills the cache).
+    pub(super) async fn copy_or_read(
+        &self,
+        caller: &Caller,
+        id: i64,
+        wanted: impl Fn(&Session) -> bool,
+    ) -> Result<Arc<Session>, ServiceError> {
+        match self.local_copy(caller, id, &wanted)? {
+            Some(copy) => Ok(copy),
+            None => self.cached_or_read(caller, id, wanted).await,
         }
-        self.cached_or_read(caller, id, |s| s.version >= min).await
     }
 
     /// This replica's own copy if `wanted` accepts it (see [`crate::cache::SessionCache::recent`]);
     /// a copy of another user's session is NOT_FOUND, as owners never change.
-    pub(super) fn local_copy(
+    fn local_copy(
         &self,
         caller: &Caller,
         id: i64,

@@ -118,10 +118,7 @@ impl Sessions {
         // A version names one state: this replica's copy, or the shared cache's, will
         // do if it is exactly at `expected` (no Redis round trip for the first).
         let id = w.session_id.get();
-        let base = match self.local_copy(caller, id, |s| s.version == expected)? {
-            Some(copy) => copy,
-            None => self.cached_or_read(caller, id, |s| s.version == expected).await?,
-        };
+        let base = self.copy_or_read(caller, id, |s| s.version == expected).await?;
         if base.version != expected {
             return Err(ServiceError::Conflict {
                 current: Box::new(Arc::unwrap_or_clone(base)),
@@ -173,10 +170,7 @@ impl Sessions {
         const ATTEMPTS: usize = 4;
         let id = w.session_id.get();
         // The freshest known version: a stale one only costs a conflict and a retry.
-        let mut base = match self.local_copy(caller, id, |_| true)? {
-            Some(copy) => copy,
-            None => self.cached_or_read(caller, id, |_| true).await?,
-        };
+        let mut base = self.copy_or_read(caller, id, |_| true).await?;
         let limits = self.inner.settings.json_limits;
         for _ in 0..ATTEMPTS {
             let rules = self.rules_for(base.world_id).await?;
