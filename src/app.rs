@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic_health::{pb::health_server::HealthServer, server::HealthReporter};
 
 use crate::{
     cache::{LocalCache, RedisCache, RedisSettings, SessionCache},
@@ -58,9 +59,14 @@ pub enum StartupError {
 pub struct Application {
     settings: Settings,
     listener: TcpListener,
+    /// The plaintext probe port (`server.health_listen`), taken when it starts.
     health_listener: Option<TcpListener>,
+    /// The `/metrics` endpoint (`metrics.listen`), taken when it starts.
     metrics_listener: Option<TcpListener>,
     sessions: Sessions,
+    /// The same store the use cases hold: health probes it, metrics read its pools,
+    /// and it is closed last.
+    store: Store,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -143,7 +149,7 @@ impl Application {
         let cache = cache(&settings, &metrics).await?;
         let shutdown = CancellationToken::new();
         let sessions = Sessions::new(
-            store,
+            store.clone(),
             cache,
             metrics.clone(),
             service_settings(&settings),
@@ -164,6 +170,7 @@ impl Application {
             health_listener,
             metrics_listener,
             sessions,
+            store,
             metrics,
             shutdown,
         })
@@ -187,59 +194,89 @@ impl Application {
     /// Serves until `signal` resolves, then stops accepting, reports NOT_SERVING,
     /// ends watch streams, and waits up to `shutdown_grace_secs` for in-flight requests.
     pub async fn run_until(
-        self,
+        mut self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let Self {
-            settings,
-            listener,
-            health_listener,
-            metrics_listener,
-            sessions,
-            metrics,
-            shutdown,
-        } = self;
-        let store = sessions.store().clone();
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let probe_port = health_listener
-            .as_ref()
-            .map(|_| tonic_health::server::health_reporter());
-        let health = Health::new(reporter, probe_port.as_ref().map(|(r, _)| r.clone()));
+        let health = self.start_health(reporter).await?;
+        self.sessions.spawn_background();
+        self.start_metrics_endpoint();
+        let stop = self.stop_after(signal, health);
+        let store = self.store.clone();
+        self.serve(health_service, stop).await?;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Health: SERVING on the main port (`reporter`) and the probe port, if any
+    /// (which serves only health and reflection), kept current by a database probe.
+    async fn start_health(&mut self, reporter: HealthReporter) -> Result<Health, StartupError> {
+        let probe_port = self
+            .health_listener
+            .take()
+            .map(|listener| (listener, tonic_health::server::health_reporter()));
+        let health = Health::new(reporter, probe_port.as_ref().map(|(_, (r, _))| r.clone()));
         health.start().await;
-        sessions.spawn_background();
-        let probe_every = Duration::from_millis(settings.database.health_probe_interval_ms.max(100));
-        tokio::spawn(health::probe_forever(
-            store.clone(),
-            health.clone(),
-            probe_every,
-            shutdown.clone(),
-        ));
-        if let Some(listener) = metrics_listener {
-            let stop = shutdown.clone().cancelled_owned();
-            tokio::spawn(serve_metrics(listener, metrics.clone(), store.clone(), stop));
-        }
-        if let (Some(listener), Some((_, probe_service))) = (health_listener, probe_port) {
-            let stop = shutdown.clone().cancelled_owned();
-            let (v1, v1alpha) = reflection(settings.server.reflection)?;
+        let every = Duration::from_millis(self.settings.database.health_probe_interval_ms.max(100));
+        let probe = health::probe_forever(self.store.clone(), health.clone(), every, self.shutdown.clone());
+        tokio::spawn(probe);
+        if let Some((listener, (_, probe_service))) = probe_port {
+            let (v1, v1alpha) = reflection(self.settings.server.reflection)?;
             let router = Server::builder()
                 .add_service(probe_service)
                 .add_optional_service(v1)
                 .add_optional_service(v1alpha);
+            let stop = self.shutdown.clone().cancelled_owned();
             tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stop));
         }
+        Ok(health)
+    }
 
+    /// Prometheus `/metrics`, if `metrics.listen` is set.
+    fn start_metrics_endpoint(&mut self) {
+        if let Some(listener) = self.metrics_listener.take() {
+            let stop = self.shutdown.clone().cancelled_owned();
+            let serve = serve_metrics(listener, self.metrics.clone(), self.store.clone(), stop);
+            tokio::spawn(serve);
+        }
+    }
+
+    /// Resolves when the server should stop accepting: after `signal`, once health
+    /// says NOT_SERVING and watch streams and background tasks are told to end.
+    fn stop_after(
+        &self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        health: Health,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        async move {
+            signal.await;
+            tracing::info!("stopping: draining in-flight requests");
+            health.stopping().await;
+            shutdown.cancel();
+        }
+    }
+
+    /// The main port: the edge layer (metrics, limits, timeouts) around health,
+    /// reflection and the authenticated SessionService, over TLS if configured,
+    /// until `stop`, then at most `shutdown_grace_secs` more.
+    async fn serve(
+        self,
+        health_service: HealthServer<impl tonic_health::pb::health_server::Health>,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let settings = &self.settings;
         let server = &settings.server;
-        let auth = Authenticator::from_settings(&settings)?;
         let edge = EdgeLayer::new(
-            metrics.clone(),
+            self.metrics.clone(),
             server.concurrency_limit,
             settings.request_timeout(),
         );
-        let api = SessionServiceServer::new(SessionApi::new(sessions))
+        let api = SessionServiceServer::new(SessionApi::new(self.sessions.clone()))
             .max_decoding_message_size(server.max_message_bytes)
             .max_encoding_message_size(server.max_message_bytes.max(4 * 1024 * 1024));
         let (v1, v1alpha) = reflection(server.reflection)?;
-        let tls = ReloadingTls::from_settings(&settings.tls).map_err(StartupError::Tls)?;
         let router = Server::builder()
             .layer(edge)
             .http2_keepalive_interval(Some(Duration::from_secs(server.http2_keepalive_interval_secs)))
@@ -247,39 +284,36 @@ impl Application {
             .add_service(health_service)
             .add_optional_service(v1)
             .add_optional_service(v1alpha)
-            .add_service(InterceptedService::new(api, auth));
-
-        let stopping = shutdown.clone();
-        let stop = async move {
-            signal.await;
-            tracing::info!("stopping: draining in-flight requests");
-            health.stopping().await;
-            stopping.cancel();
+            .add_service(InterceptedService::new(
+                api,
+                Authenticator::from_settings(settings)?,
+            ));
+        let tls =
+            ReloadingTls::from_settings(&settings.tls, self.metrics.clone()).map_err(StartupError::Tls)?;
+        let listen = self.local_addr();
+        let shutdown = self.shutdown.clone();
+        let serve: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+            Some(tls) => {
+                let every = Duration::from_millis(settings.tls.reload_interval_ms);
+                tokio::spawn(tls.clone().reload_forever(every, shutdown.clone()));
+                let accepted = crate::grpc::tls::incoming(self.listener, tls, shutdown.clone());
+                Box::pin(router.serve_with_incoming_shutdown(accepted, stop))
+            }
+            None => {
+                tokio::spawn(crate::grpc::tls::hangup_without_tls(shutdown.clone()));
+                Box::pin(router.serve_with_incoming_shutdown(incoming(self.listener), stop))
+            }
         };
+        tracing::info!(%listen, "serving");
         let grace = Duration::from_secs(server.shutdown_grace_secs);
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        tracing::info!(listen = %listener.local_addr().map_err(|e| StartupError::Other(e.to_string()))?, "serving");
-        let serve: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
-            Some(tls) => {
-                let every = Duration::from_millis(settings.tls.reload_interval_ms);
-                tokio::spawn(tls.clone().reload_forever(every, shutdown.clone()));
-                let accepted = crate::grpc::tls::incoming(listener, tls, shutdown.clone());
-                Box::pin(router.serve_with_incoming_shutdown(accepted, stop))
-            }
-            None => {
-                tokio::spawn(crate::grpc::tls::hangup_without_tls(shutdown.clone()));
-                Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stop))
-            }
-        };
         tokio::select! {
             served = serve => served?,
             _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
         }
-        store.close().await;
-        tracing::info!("stopped");
         Ok(())
     }
 }

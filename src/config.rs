@@ -14,6 +14,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::{domain::JsonLimits, telemetry::logging::redact_url};
+
 /// Every setting of the service. Unknown keys are errors, so a typo fails at start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -268,8 +270,9 @@ pub struct SessionRules {
 impl Default for SessionRules {
     fn default() -> Self {
         Self {
-            max_json_bytes: 256 * 1024,
-            max_json_depth: 24,
+            // The limits' defaults are the domain's own.
+            max_json_bytes: JsonLimits::default().max_bytes,
+            max_json_depth: JsonLimits::default().max_depth,
             request_id_ttl_secs: 24 * 3600,
             watch_poll_interval_ms: 1_000,
             renormalize_batch: 100,
@@ -416,25 +419,6 @@ impl Settings {
         }
         s
     }
-}
-
-/// Masks the password of `scheme://user:password@host`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or_default();
-    let masked = if userinfo.contains(':') {
-        format!("{user}:<redacted>")
-    } else {
-        user.to_owned()
-    };
-    format!("{}://{masked}@{}", &url[..scheme_end], &rest[at + 1..])
 }
 
 #[cfg(test)]

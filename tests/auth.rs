@@ -117,6 +117,7 @@ async fn jwt_mode_refuses_every_bad_token_alike_and_scopes_access() {
         messages.iter().all(|m| m == &messages[0]),
         "no detail that helps guessing: {messages:?}"
     );
+    assert_eq!(messages[0], "missing or invalid credentials");
 
     let other = hs256(&claims(2, 300, "sessions", ""), SECRET);
     let err = c
@@ -326,24 +327,33 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() 
     };
     install(&old_ca.issue("localhost", &["localhost"], &[]));
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        common::metrics::metrics_on(s);
         s.tls.cert_file = Some(cert.clone());
         s.tls.key_file = Some(key.clone());
         s.tls.reload_interval_ms = 100;
     })
     .await;
+    let reloads = |outcome: &'static str| {
+        let app = &app;
+        async move {
+            let series = format!("session_tls_reloads_total{{outcome=\"{outcome}\"}}");
+            common::metrics::value(&common::metrics::scrape(app).await, &series).unwrap_or(0.0)
+        }
+    };
     assert!(serves_to(&app, &old_ca.pem.cert).await);
     let open = SessionServiceClient::new(tls_channel(&app, &old_ca.pem.cert, None).await.unwrap());
 
     install(&new_ca.issue("localhost", &["localhost"], &[]));
-    let mut renewed = false;
-    for _ in 0..50 {
-        if serves_to(&app, &new_ca.pem.cert).await {
-            renewed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(renewed, "new connections get the renewed certificate");
+    common::eventually(
+        "the renewed certificate is loaded",
+        Duration::from_secs(5),
+        || async { (reloads("reloaded").await >= 1.0).then_some(()) },
+    )
+    .await;
+    assert!(
+        serves_to(&app, &new_ca.pem.cert).await,
+        "new connections get the renewed certificate"
+    );
     assert!(
         !serves_to(&app, &old_ca.pem.cert).await,
         "and no longer the old one"
@@ -356,11 +366,42 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() 
 
     // A broken renewal (key of another certificate) keeps the last good one.
     let other = new_ca.issue("localhost", &["localhost"], &[]);
+    // (Installing the renewal may itself have been caught half-written and rejected.)
+    let rejected = reloads("rejected").await;
     std::fs::write(&key, &other.key).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::eventually(
+        "the broken renewal is tried and rejected",
+        Duration::from_secs(5),
+        || async { (reloads("rejected").await > rejected).then_some(()) },
+    )
+    .await;
+    assert_eq!(reloads("reloaded").await, 1.0, "and not loaded");
     assert!(
         serves_to(&app, &new_ca.pem.cert).await,
         "the last good certificate stays"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn in_auth_mode_none_a_caller_without_a_usable_user_id_is_told_what_to_send() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut c = app.client().await;
+    let missing = c
+        .get_session(Request::new(pb::GetSessionRequest::strong(1)))
+        .await
+        .unwrap_err();
+    let bad = c
+        .get_session(as_user_header("alice", pb::GetSessionRequest::strong(1)))
+        .await
+        .unwrap_err();
+    for err in [missing, bad] {
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert!(
+            err.message().contains("x-user-id: <positive integer>"),
+            "{}",
+            err.message()
+        );
+    }
     app.finish().await;
 }

@@ -10,20 +10,17 @@ use common::{
 };
 use serde_json::json;
 use session_service::{
-    domain::{RequestId, Session, SessionPatch},
+    domain::{Planned, RequestId, Session, SessionPatch},
     pb,
-    store::{Cas, Owner, Planned, RequestKey, Store, StoreError, StoreSettings, WriteMeta},
+    store::{Cas, Owner, RequestKey, Store, StoreError, WriteMeta},
     wire::status::error_info,
 };
 use tonic::Code;
 
 async fn store(db: &TestDb) -> Store {
-    let store = Store::connect(&StoreSettings {
-        url: db.url.clone(),
-        ..StoreSettings::default()
-    })
-    .await
-    .expect("store");
+    let store = Store::connect(&common::store_settings(&db.url))
+        .await
+        .expect("store");
     store.migrate_up(None).await.expect("migrations");
     store
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use sea_orm::{ConnectionTrait, Statement};
-use session_service::store::{Store, StoreSettings};
+use session_service::store::Store;
 
 backend_tests! {
     rolling_migrations_back_and_forth_keeps_existing_rows => back_and_forth;
@@ -13,10 +13,7 @@ backend_tests! {
 
 async fn store(db: &TestDb) -> Store {
     // A fresh pool per phase: SQLite statements prepared before an ALTER TABLE must not be reused.
-    let settings = StoreSettings {
-        url: db.url.clone(),
-        ..StoreSettings::default()
-    };
+    let settings = common::store_settings(&db.url);
     Store::connect(&settings).await.expect("connects")
 }
 

@@ -44,10 +44,19 @@ async fn metrics_expose_requests_conflicts_replays_cache_pool_and_watch_series()
         ))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-
-    let m = scrape(&app).await;
     let update = "session_grpc_requests_total{method=\"pixsim.session.v1.SessionService/UpdateSession\"";
+    // A call is counted as its response ends, which can be just after the client has it.
+    let m = common::eventually(
+        "the calls and the open watch are counted",
+        Duration::from_secs(5),
+        || async {
+            let m = scrape(&app).await;
+            let counted = value(&m, &format!("{update},code=\"Ok\"}}")) == Some(2.0)
+                && value(&m, "session_watch_streams_open") == Some(1.0);
+            counted.then_some(m)
+        },
+    )
+    .await;
     assert_eq!(
         value(&m, &format!("{update},code=\"Aborted\"}}")),
         Some(1.0),

@@ -164,8 +164,8 @@ async fn watchers_on_one_replica_see_writes_made_on_another() {
     let prefix = unique_prefix();
     let db = TestDb::create(Backend::Postgres).await;
     let mut settings = test_settings(&db);
-    settings.redis.url = Some(url);
-    settings.redis.key_prefix = prefix;
+    settings.redis.url = Some(url.clone());
+    settings.redis.key_prefix = prefix.clone();
     let db_b = TestDb::same_as(&db);
     let a = TestApp::start(db, settings.clone()).await;
     let b = TestApp::start(db_b, settings).await;
@@ -173,7 +173,12 @@ async fn watchers_on_one_replica_see_writes_made_on_another() {
     let mut cb = b.client().await;
     let s = create(&mut cb, 1, json!({})).await;
     let mut w = watch(&mut ca, s.id, 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await; // the subscription reaches Redis
+    // Both replicas' notice subscriptions have reached Redis.
+    let channel = format!("{prefix}session-updates");
+    common::eventually("both replicas subscribed", Duration::from_secs(5), || async {
+        (common::redis::subscribers(&url, &channel).await >= 2).then_some(())
+    })
+    .await;
     for t in 1..=5 {
         let started = std::time::Instant::now();
         let v = bump(&mut cb, s.id, t as f64).await;

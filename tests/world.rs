@@ -9,7 +9,7 @@ use serde_json::json;
 use session_service::{
     domain::{Tier, WorldRules},
     pb::{self, session_service_client::SessionServiceClient},
-    store::{Store, StoreSettings},
+    store::Store,
     wire::status::rpc_status,
 };
 use tonic::{Code, transport::Channel};
@@ -208,12 +208,9 @@ async fn resumed(backend: Backend) {
     let s = create_in(&mut c, 8, 40.0, "scene").await;
     app.stop().await;
     // Rules changed while no server ran (as if it crashed before re-normalizing).
-    let store = Store::connect(&StoreSettings {
-        url: app.db.url.clone(),
-        ..StoreSettings::default()
-    })
-    .await
-    .unwrap();
+    let store = Store::connect(&common::store_settings(&app.db.url))
+        .await
+        .unwrap();
     let mut r = WorldRules::defaults(8);
     r.tiers = vec![Tier {
         id: "only".into(),

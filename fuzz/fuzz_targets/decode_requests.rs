@@ -81,7 +81,8 @@ fuzz_target!(|data: &[u8]| {
         }
         4 => {
             if let Ok(r) = pb::PutWorldRulesRequest::decode(body) {
-                if let Ok(rules) = session_service::wire::rules_from_request(r.world_id, r.rules) {
+                if let Ok(put) = session_service::domain::PutRules::try_from(r) {
+                    let rules = put.rules;
                     let mut rel = JsonMap::new();
                     rel.insert(
                         "npc:1".into(),

@@ -3,11 +3,13 @@
 use std::{
     num::NonZeroUsize,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use lru::LruCache;
+// tokio's clock (the system's outside tests), so TTL tests run on a paused clock.
+use tokio::time::Instant;
 
 use super::{Hub, Lookup, Notice, SessionCache, Subscription};
 use crate::{domain::Session, telemetry::Metrics};
@@ -158,23 +160,26 @@ mod tests {
         assert!(matches!(c.get(1).await, Lookup::Hit(s) if s.version == 6));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_tombstone_blocks_fills_until_it_expires() {
         let c = cache(50);
         c.fill(&session(2)).await;
         c.tombstone(1).await;
         c.fill(&session(2)).await;
         assert_eq!(c.get(1).await, Lookup::Deleted);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::advance(Duration::from_millis(49)).await;
+        assert_eq!(c.get(1).await, Lookup::Deleted, "still within its TTL");
+        tokio::time::advance(Duration::from_millis(2)).await;
         assert_eq!(c.get(1).await, Lookup::Miss);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn entries_expire_after_the_ttl() {
         let c = cache(30);
         c.fill(&session(1)).await;
-        assert!(matches!(c.get(1).await, Lookup::Hit(_)));
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::advance(Duration::from_millis(29)).await;
+        assert!(matches!(c.get(1).await, Lookup::Hit(_)), "still within its TTL");
+        tokio::time::advance(Duration::from_millis(2)).await;
         assert_eq!(c.get(1).await, Lookup::Miss);
     }
 }

@@ -22,7 +22,11 @@ use fred::{
 use prost::Message as _;
 
 use super::{Hub, Lookup, Notice, SessionCache, Subscription, write_through};
-use crate::{domain::Session, telemetry::Metrics, wire::pb};
+use crate::{
+    domain::Session,
+    telemetry::{Metrics, logging::redact_url},
+    wire::pb,
+};
 
 /// The one cache-fill script: set only if the cached version is older or absent.
 /// A tombstone carries the largest version, so nothing overwrites it until it expires.
@@ -108,7 +112,7 @@ impl RedisCache {
         if matches!(connected, Ok(Ok(()))) {
             healthy.store(true, Ordering::Relaxed);
         } else {
-            tracing::warn!(url = %redact(&settings.url), "redis not reachable at start; serving from the database until it is");
+            tracing::warn!(url = %redact_url(&settings.url), "redis not reachable at start; serving from the database until it is");
         }
         let prefix = settings.key_prefix.clone();
         let channel = format!("{prefix}session-updates");
@@ -305,14 +309,6 @@ fn spawn_listener(subscriber: &SubscriberClient, channel: String, hub: Hub) {
     });
 }
 
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
 #[async_trait]
 impl SessionCache for RedisCache {
     async fn get(&self, id: i64) -> Lookup {
@@ -408,16 +404,5 @@ impl SessionCache for RedisCache {
 
     fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -304,29 +304,11 @@ impl SessionClient {
         C: Fn(SessionServiceClient<Channel>, Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut delays = self.policy.delays();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match call(self.stub.clone(), self.request(msg.clone())).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) if error::is_transient(&s) => match delays.next() {
-                    Some(d) => {
-                        self.stats.retry();
-                        tokio::time::sleep(d).await;
-                    }
-                    None => {
-                        self.stats.exhausted();
-                        return Err(ClientError::Exhausted {
-                            attempts,
-                            last: None,
-                            status: s,
-                        });
-                    }
-                },
-                Err(s) => return Err(ClientError::Status(s)),
-            }
-        }
+        let once = || {
+            let sent = call(self.stub.clone(), self.request(msg.clone()));
+            async move { sent.await.map(tonic::Response::into_inner) }
+        };
+        retry::resend(&self.policy, &self.stats, once).await
     }
 }
 

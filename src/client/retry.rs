@@ -1,17 +1,10 @@
-//! The retry loop: re-apply on ABORTED (with the current session from the details),
+//! The retry loops: re-apply on ABORTED (with the current session from the details),
 //! resend the same request on UNAVAILABLE / DEADLINE_EXCEEDED, give up on anything
-//! else. Backoff schedule from tokio-retry.
+//! else. One [`Budget`] (the backoff schedule from tokio-retry) serves both.
 
-use std::{
-    future::Future,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{future::Future, time::Duration};
 
-use tokio_retry::{
-    RetryIf,
-    strategy::{ExponentialBackoff, jitter},
-};
+use tokio_retry::strategy::{ExponentialBackoff, jitter};
 use tonic::{Code, Status};
 
 use super::error::{ClientError, ClientStats, is_transient};
@@ -63,14 +56,6 @@ impl RetryPolicy {
     }
 }
 
-/// What one attempt sends: everything needed to resend it unchanged.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Attempt {
-    pub request: pb::UpdateSessionRequest,
-    /// The session the change was computed from.
-    pub base: Session,
-}
-
 /// The UpdateSession request that turns `base` into `next` (only changed fields).
 /// `None` if nothing changed.
 pub(crate) fn patch(base: &Session, next: &Session, request_id: &str) -> Option<pb::UpdateSessionRequest> {
@@ -93,15 +78,130 @@ pub(crate) fn patch(base: &Session, next: &Session, request_id: &str) -> Option<
     (changed.world_time || changed.flags || changed.relationships).then_some(req)
 }
 
-enum Failure {
-    /// Re-apply on this session.
+/// The retry budget of one call, shared by every reason to try again: each retry
+/// waits the policy's next delay; when none is left, the call is exhausted.
+pub(crate) struct Budget<'a> {
+    delays: Box<dyn Iterator<Item = Duration> + Send + 'a>,
+    stats: &'a ClientStats,
+    attempts: u32,
+}
+
+impl<'a> Budget<'a> {
+    pub(crate) fn new(policy: &RetryPolicy, stats: &'a ClientStats) -> Self {
+        Self {
+            delays: Box::new(policy.delays()),
+            stats,
+            attempts: 1,
+        }
+    }
+
+    /// Waits for the next attempt; false (and counted as exhausted) when the policy
+    /// allows no more.
+    pub(crate) async fn again(&mut self) -> bool {
+        let Some(delay) = self.delays.next() else {
+            self.stats.exhausted();
+            return false;
+        };
+        self.stats.retry();
+        tokio::time::sleep(delay).await;
+        self.attempts += 1;
+        true
+    }
+
+    /// The error of a call that ran out of attempts, with the last session the
+    /// server sent (if any) and the status of the last failure.
+    pub(crate) fn exhausted(&self, last: Option<Session>, status: Status) -> ClientError {
+        ClientError::Exhausted {
+            attempts: self.attempts,
+            last: last.map(Box::new),
+            status,
+        }
+    }
+}
+
+/// Sends one request through `call`, resending the identical request on
+/// UNAVAILABLE / DEADLINE_EXCEEDED while the policy allows.
+pub(crate) async fn resend<T, C, Fut>(
+    policy: &RetryPolicy,
+    stats: &ClientStats,
+    mut call: C,
+) -> Result<T, ClientError>
+where
+    C: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let mut budget = Budget::new(policy, stats);
+    loop {
+        match call().await {
+            Ok(answer) => return Ok(answer),
+            Err(status) if is_transient(&status) => {
+                if !budget.again().await {
+                    return Err(budget.exhausted(None, status));
+                }
+            }
+            Err(status) => return Err(ClientError::Status(status)),
+        }
+    }
+}
+
+/// How one UpdateSession ended, for the loop.
+enum Sent {
+    Done(Session),
+    /// ABORTED: re-apply on this session (from the details).
     Conflict(Session),
     /// Resend the same request.
     Transient(Status),
-    Fatal(ClientError),
 }
 
-/// Applies `f` to `base` and sends it through `send`, retrying per `policy`.
+/// Applies `f` to a copy of `base`: the request that sends the change, or `None`
+/// when it changes nothing (then `base` is the answer).
+fn change_of<F>(
+    base: &Session,
+    request_id: &str,
+    f: &mut F,
+) -> Result<Option<pb::UpdateSessionRequest>, ClientError>
+where
+    F: FnMut(&mut Session) -> Result<(), ClientError>,
+{
+    let mut next = base.clone();
+    f(&mut next)?;
+    Ok(patch(base, &next, request_id))
+}
+
+/// One send, classified.
+async fn send_once<S, Fut>(
+    send: &mut S,
+    stats: &ClientStats,
+    request: pb::UpdateSessionRequest,
+) -> Result<Sent, ClientError>
+where
+    S: FnMut(pb::UpdateSessionRequest) -> Fut,
+    Fut: Future<Output = Result<pb::GameSession, Status>>,
+{
+    match send(request).await {
+        Ok(g) => Ok(Sent::Done(Session::try_from(g)?)),
+        Err(status) if status.code() == Code::Aborted => {
+            stats.conflict();
+            let current = conflict_session(&status).ok_or(ClientError::Status(status))?;
+            tracing::debug!(
+                session_id = current.id,
+                version = current.version,
+                "version conflict; re-applying"
+            );
+            Ok(Sent::Conflict(current))
+        }
+        Err(status) if is_transient(&status) => {
+            tracing::debug!(code = ?status.code(), "transient failure; resending the same request");
+            Ok(Sent::Transient(status))
+        }
+        Err(status) => Err(ClientError::Status(status)),
+    }
+}
+
+/// Applies `f` to `base` and sends it through `send`, retrying per `policy`: on
+/// ABORTED `f` is applied again to the session from the details; on UNAVAILABLE /
+/// DEADLINE_EXCEEDED the same request is resent (same request id, so it applies
+/// at most once). Conflicts and resends share one budget.
 ///
 /// `send` performs one UpdateSession; it is a parameter so the loop can be tested
 /// without a network. `f` may fail (a helper refusing the state), which ends the loop.
@@ -110,109 +210,37 @@ pub(crate) async fn update_loop<F, S, Fut>(
     stats: &ClientStats,
     base: Session,
     request_id: String,
-    f: F,
-    send: S,
+    mut f: F,
+    mut send: S,
 ) -> Result<Session, ClientError>
 where
     F: FnMut(&mut Session) -> Result<(), ClientError>,
     S: FnMut(pb::UpdateSessionRequest) -> Fut,
     Fut: Future<Output = Result<pb::GameSession, Status>>,
 {
-    // The state the attempts share: the latest server session, the pending resend,
-    // and the last error. A Mutex only to be Send; it is never held across an await.
-    struct State<F, S> {
-        base: Session,
-        resend: Option<Attempt>,
-        f: F,
-        send: S,
-        attempts: u32,
-    }
-    let state = Arc::new(Mutex::new(State {
-        base,
-        resend: None,
-        f,
-        send,
-        attempts: 0,
-    }));
-    let request_id = &request_id;
-    let action = || {
-        let state = state.clone();
-        async move {
-            let (request, base) = {
-                let mut s = state.lock().expect("retry state");
-                s.attempts += 1;
-                if s.attempts > 1 {
-                    stats.retry();
-                }
-                match s.resend.take() {
-                    Some(a) => (a.request, a.base),
-                    None => {
-                        let base = s.base.clone();
-                        let mut next = base.clone();
-                        (s.f)(&mut next).map_err(Failure::Fatal)?;
-                        match patch(&base, &next, request_id) {
-                            Some(req) => (req, base),
-                            // Nothing to change: the current session is the answer.
-                            None => return Ok(base),
-                        }
-                    }
-                }
-            };
-            let sent = {
-                let mut s = state.lock().expect("retry state");
-                (s.send)(request.clone())
-            };
-            match sent.await {
-                Ok(g) => Session::try_from(g).map_err(|e| Failure::Fatal(e.into())),
-                Err(status) if status.code() == Code::Aborted => {
-                    stats.conflict();
-                    match conflict_session(&status) {
-                        Some(current) => {
-                            tracing::debug!(
-                                session_id = current.id,
-                                version = current.version,
-                                "version conflict; re-applying"
-                            );
-                            state.lock().expect("retry state").base = current.clone();
-                            Err(Failure::Conflict(current))
-                        }
-                        None => Err(Failure::Fatal(ClientError::Status(status))),
-                    }
-                }
-                Err(status) if is_transient(&status) => {
-                    tracing::debug!(code = ?status.code(), "transient failure; resending the same request");
-                    state.lock().expect("retry state").resend = Some(Attempt { request, base });
-                    Err(Failure::Transient(status))
-                }
-                Err(status) => Err(Failure::Fatal(ClientError::Status(status))),
-            }
-        }
+    let mut budget = Budget::new(policy, stats);
+    let mut current = base;
+    let Some(mut request) = change_of(&current, &request_id, &mut f)? else {
+        return Ok(current);
     };
-    let outcome = RetryIf::start(policy.delays(), action, |e: &Failure| {
-        !matches!(e, Failure::Fatal(_))
-    })
-    .await;
-    let attempts = state.lock().expect("retry state").attempts;
-    match outcome {
-        Ok(session) => Ok(session),
-        Err(Failure::Fatal(e)) => Err(e),
-        Err(Failure::Conflict(last)) => {
-            stats.exhausted();
-            let status = Status::aborted("version conflicts outlasted the retry policy");
-            Err(ClientError::Exhausted {
-                attempts,
-                last: Some(Box::new(last)),
-                status,
-            })
+    loop {
+        let failed = match send_once(&mut send, stats, request.clone()).await? {
+            Sent::Done(session) => return Ok(session),
+            Sent::Conflict(server) => {
+                current = server;
+                Status::aborted("version conflicts outlasted the retry policy")
+            }
+            Sent::Transient(status) => status,
+        };
+        if !budget.again().await {
+            return Err(budget.exhausted(Some(current), failed));
         }
-        Err(Failure::Transient(status)) => {
-            stats.exhausted();
-            let last = Some(Box::new(state.lock().expect("retry state").base.clone()));
-            Err(ClientError::Exhausted {
-                attempts,
-                last,
-                status,
-            })
+        if failed.code() == Code::Aborted {
+            match change_of(&current, &request_id, &mut f)? {
+                Some(next) => request = next,
+                // Nothing left to change on the new state: it is the answer.
+                None => return Ok(current),
+            }
         }
     }
 }

@@ -4,9 +4,40 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Advance, DomainError, JsonMap, RequestId, Session, SessionId, SessionOp, SessionPatch, Version,
-    ops::apply_all,
+    Advance, DomainError, JsonMap, NewSession, PageSize, PageToken, RequestId, Session, SessionId, SessionOp,
+    SessionPatch, Version, WorldRules, ops::apply_all,
 };
+
+/// CreateSession, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    pub new: NewSession,
+    pub request_id: Option<RequestId>,
+}
+
+/// ListSessions, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub page_size: PageSize,
+    pub after: Option<PageToken>,
+    pub world_id: Option<i64>,
+}
+
+/// ListSessionEvents, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsQuery {
+    pub session_id: SessionId,
+    pub page_size: PageSize,
+    pub after: Option<PageToken>,
+}
+
+/// PutWorldRules, parsed: the validated rules of one world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutRules {
+    pub rules: WorldRules,
+    /// Replace only if the stored rules are at this version (0: only if none are stored).
+    pub expected: Option<i64>,
+}
 
 /// A versioned write of one session: the change plus its concurrency guard and idempotency key.
 #[derive(Debug, Clone, PartialEq)]

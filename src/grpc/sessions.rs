@@ -8,10 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use crate::{
-    domain::{SessionId, Version, Write},
+    domain::{CreateRequest, EventsQuery, ListQuery, PutRules, SessionId, Version, Write},
     pb::{self, session_service_server::SessionService},
     service::{ServiceError, Sessions},
-    wire::{CreateRequest, EventsQuery, ListQuery, rules_from_request},
 };
 
 /// The gRPC face of [`Sessions`].
@@ -133,12 +132,8 @@ impl SessionService for SessionApi {
         req: Request<pb::PutWorldRulesRequest>,
     ) -> Result<Response<pb::WorldRules>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let rules = rules_from_request(r.world_id, r.rules)?;
-        let saved = self
-            .sessions
-            .put_world_rules(&caller, rules, r.expected_version)
-            .await?;
+        let put = PutRules::try_from(req.into_inner())?;
+        let saved = self.sessions.put_world_rules(&caller, put).await?;
         Ok(Response::new(pb::WorldRules::from(&saved)))
     }
 
@@ -147,7 +142,8 @@ impl SessionService for SessionApi {
         req: Request<pb::GetWorldRulesRequest>,
     ) -> Result<Response<pb::WorldRules>, Status> {
         caller(&req)?;
-        let rules = self.sessions.world_rules(req.into_inner().world_id).await?;
+        let world_id = i64::try_from(req.into_inner())?;
+        let rules = self.sessions.world_rules(world_id).await?;
         Ok(Response::new(pb::WorldRules::from(&rules)))
     }
 }

@@ -28,6 +28,10 @@ impl From<ServiceError> for Status {
             ServiceError::RequestIdReused => {
                 details::invalid_argument("request_id", "was already used for a different request")
             }
+            ServiceError::NoOwner => details::invalid_argument(
+                "x-user-id",
+                "a new session needs an owner: an admin service must name the user in x-user-id",
+            ),
             ServiceError::PermissionDenied(why) => {
                 plain(Code::PermissionDenied, why, reason::PERMISSION_DENIED)
             }
@@ -60,11 +64,12 @@ impl From<DomainError> for Status {
 
 /// UNAUTHENTICATED without any detail that would help guessing.
 pub fn unauthenticated() -> Status {
-    plain(
-        Code::Unauthenticated,
-        "missing or invalid credentials",
-        reason::UNAUTHENTICATED,
-    )
+    unauthenticated_saying("missing or invalid credentials")
+}
+
+/// UNAUTHENTICATED with `message` (only where nothing is secret: auth mode "none").
+pub fn unauthenticated_saying(message: &str) -> Status {
+    plain(Code::Unauthenticated, message, reason::UNAUTHENTICATED)
 }
 
 /// DEADLINE_EXCEEDED for a request over `server.request_timeout_ms`.

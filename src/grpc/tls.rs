@@ -24,7 +24,10 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TlsSettings;
+use crate::{
+    config::TlsSettings,
+    telemetry::{Metrics, metrics::Outcome},
+};
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,11 +93,12 @@ fn build(contents: &Contents) -> Result<ServerConfig, String> {
 pub struct ReloadingTls {
     files: Files,
     current: RwLock<(Contents, Arc<ServerConfig>)>,
+    metrics: Arc<Metrics>,
 }
 
 impl ReloadingTls {
     /// `None` without `tls.cert_file`/`tls.key_file`; an error if they do not load.
-    pub fn from_settings(s: &TlsSettings) -> Result<Option<Arc<Self>>, String> {
+    pub fn from_settings(s: &TlsSettings, metrics: Arc<Metrics>) -> Result<Option<Arc<Self>>, String> {
         let (Some(cert), Some(key)) = (&s.cert_file, &s.key_file) else {
             return Ok(None);
         };
@@ -108,6 +112,7 @@ impl ReloadingTls {
         Ok(Some(Arc::new(Self {
             files,
             current: RwLock::new((contents, config)),
+            metrics,
         })))
     }
 
@@ -115,7 +120,8 @@ impl ReloadingTls {
         TlsAcceptor::from(self.current.read().expect("tls lock").1.clone())
     }
 
-    /// Rebuilds the config if the files changed. True if it did.
+    /// Rebuilds the config if the files changed. True if it did. Changed files are
+    /// counted in `session_tls_reloads_total` by outcome.
     pub fn reload(&self) -> bool {
         let contents = match self.files.read() {
             Ok(c) => c,
@@ -131,13 +137,19 @@ impl ReloadingTls {
             Ok(config) => {
                 *self.current.write().expect("tls lock") = (contents, Arc::new(config));
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                self.counted("reloaded");
                 true
             }
             Err(error) => {
                 tracing::warn!(%error, "new TLS files do not load; keeping the current certificate");
+                self.counted("rejected");
                 false
             }
         }
+    }
+
+    fn counted(&self, outcome: &'static str) {
+        self.metrics.tls_reloads.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Reloads on SIGHUP and when the files change (checked every `every`; zero:

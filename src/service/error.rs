@@ -20,6 +20,9 @@ pub enum ServiceError {
     Precondition { reason: &'static str, message: String },
     #[error("request_id was already used for a different request")]
     RequestIdReused,
+    /// A caller acting for no user (an admin service) created a session without naming its owner.
+    #[error("a new session needs an owner")]
+    NoOwner,
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),
     #[error("unavailable: {0}")]
@@ -35,7 +38,7 @@ impl ServiceError {
     /// A short label for spans and logs: how the use case ended.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Invalid(_) => "invalid",
+            Self::Invalid(_) | Self::NoOwner => "invalid",
             Self::NotFound => "not_found",
             Self::Conflict { .. } | Self::RulesConflict { .. } => "conflict",
             Self::Precondition { .. } => "precondition",

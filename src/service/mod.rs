@@ -2,7 +2,6 @@
 //! authority) and the cache (an accelerator whose failures are logged, never returned).
 
 mod error;
-mod plan;
 mod read;
 mod renormalize;
 mod watch;
@@ -49,7 +48,8 @@ impl Caller {
     }
 }
 
-/// Tunables of the use cases.
+/// Tunables of the use cases, filled from the configuration (`sessions.*`; the
+/// defaults live in [`crate::config`]).
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub json_limits: JsonLimits,
@@ -61,18 +61,6 @@ pub struct ServiceSettings {
     pub renormalize_batch: u64,
     /// How often a sweep looks for sessions normalized with old rules (also at start).
     pub renormalize_sweep: Duration,
-}
-
-impl Default for ServiceSettings {
-    fn default() -> Self {
-        Self {
-            json_limits: JsonLimits::default(),
-            request_id_ttl: Duration::from_secs(24 * 3600),
-            watch_poll_interval: Duration::from_secs(1),
-            renormalize_batch: 100,
-            renormalize_sweep: Duration::from_secs(60),
-        }
-    }
 }
 
 /// The session use cases; cheap to clone.
@@ -129,10 +117,6 @@ impl Sessions {
                 stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             }),
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.inner.store
     }
 
     /// Starts the background work: pruning idempotency records and re-normalizing

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
     cache::Lookup,
-    domain::{PageToken, Session, SessionEvent, SessionId, Version},
-    wire::{EventsQuery, ListQuery},
+    domain::{EventsQuery, ListQuery, PageToken, Session, SessionEvent, SessionId, Version},
 };
 
 /// One page of a listing.

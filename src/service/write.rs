@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Caller, ServiceError, Sessions, ended, plan::plan};
+use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
-    domain::RequestId,
-    domain::{Change, FieldViolation, Session, WorldRules, Write, normalize_relationships},
+    domain::{Change, CreateRequest, RequestId, Session, Write, normalize_relationships, plan},
     store::{RequestKey, RequestRecord, Store, StoreError, WriteMeta, Written},
-    wire::CreateRequest,
 };
 
 /// The idempotency key of a write: request ids are unique per caller.
@@ -31,14 +29,11 @@ impl Sessions {
         req: CreateRequest,
     ) -> Result<Arc<Session>, ServiceError> {
         if caller.user_id == Caller::NO_USER {
-            return Err(ServiceError::Invalid(FieldViolation::new(
-                "x-user-id",
-                "a new session needs an owner: an admin service must name the user in x-user-id",
-            )));
+            return Err(ServiceError::NoOwner);
         }
         let limits = &self.inner.settings.json_limits;
         let mut session = req.new.to_session(caller.user_id, Store::now());
-        let rules = self.rules_for(session.world_id).await?;
+        let rules = self.inner.store.rules(session.world_id).await?;
         normalize_relationships(&mut session.relationships, &rules)?;
         session.check_limits(limits)?;
         let key = key_of(caller, req.request_id.as_ref());
@@ -125,7 +120,7 @@ impl Sessions {
                 expected,
             });
         }
-        let rules = self.rules_for(base.world_id).await?;
+        let rules = self.inner.store.rules(base.world_id).await?;
         let limits = &self.inner.settings.json_limits;
         let Some(planned) = plan(&base, None, &w.change, &rules, limits)? else {
             return Ok((base, false));
@@ -173,7 +168,7 @@ impl Sessions {
         let mut base = self.copy_or_read(caller, id, |_| true).await?;
         let limits = self.inner.settings.json_limits;
         for _ in 0..ATTEMPTS {
-            let rules = self.rules_for(base.world_id).await?;
+            let rules = self.inner.store.rules(base.world_id).await?;
             let Some(planned) = plan(&base, None, &w.change, &rules, &limits)? else {
                 return Ok((base, false, false));
             };
@@ -245,18 +240,6 @@ impl Sessions {
         };
         self.inner.cache.deleted(deleted.id).await;
         Ok(None)
-    }
-
-    /// The rules that apply to sessions of a world.
-    pub(super) async fn rules_for(&self, world_id: Option<i64>) -> Result<Arc<WorldRules>, ServiceError> {
-        /// Sessions of no world all share the built-in rules: built once.
-        static NO_WORLD: std::sync::LazyLock<Arc<WorldRules>> =
-            std::sync::LazyLock::new(|| Arc::new(WorldRules::defaults(0)));
-        let Some(world) = world_id else {
-            return Ok(NO_WORLD.clone());
-        };
-        let stored = self.inner.store.world_rules(world).await?;
-        Ok(Arc::new(stored.unwrap_or_else(|| WorldRules::defaults(world))))
     }
 
     fn meta<'a>(&self, caller: &Caller, w: &'a Write) -> WriteMeta<'a> {

@@ -6,7 +6,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use super::{Store, StoreError, group_commit};
 
-/// What the store needs to know; filled from the service configuration.
+/// What the store needs to know, filled from the configuration
+/// ([`crate::app::store_settings`]; the defaults live in [`crate::config`]).
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     /// `sqlite://path?mode=rwc` or `postgres://…`.
@@ -21,19 +22,6 @@ pub struct StoreSettings {
     pub write_workers: usize,
     /// PostgreSQL: most guarded writes in one statement.
     pub max_batch: usize,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://session-service.db?mode=rwc".into(),
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-            max_events_per_session: 1000,
-            write_workers: 1,
-            max_batch: 64,
-        }
-    }
 }
 
 fn options(url: &str, max: u32, settings: &StoreSettings) -> ConnectOptions {

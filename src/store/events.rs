@@ -7,6 +7,7 @@ use super::{
     Owner, Store, StoreError,
     convert::event_from,
     entity::event::{ActiveModel, Column, Entity},
+    job::cut,
     sessions::find,
 };
 use crate::domain::{JsonMap, Session, SessionEvent};
@@ -32,12 +33,10 @@ impl Store {
             created_at: Set(session.updated_at),
         };
         let id = Entity::insert(row).exec(db).await?.last_insert_id;
-        // Versions are dense (every event produces the next one), so the cap is a
-        // range on the (session_id, version) index; short sessions skip it entirely.
-        if session.version > self.max_events {
+        if let Some(cut) = cut(session.version, self.max_events) {
             Entity::delete_many()
                 .filter(Column::SessionId.eq(session.id))
-                .filter(Column::Version.lte(session.version - self.max_events))
+                .filter(Column::Version.lte(cut))
                 .exec(db)
                 .await?;
         }

@@ -9,7 +9,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
     StoreError,
-    pg_write::{Job, Outcome, write_all},
+    job::Job,
+    pg_write::{Outcome, write_all},
 };
 
 /// Sizes of the batches written, for the metrics (set once by the application).

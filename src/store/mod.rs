@@ -10,6 +10,7 @@ pub mod entity;
 mod error;
 mod events;
 mod group_commit;
+mod job;
 pub mod migrate;
 mod pg_write;
 mod requests;
@@ -23,7 +24,7 @@ pub use connect::StoreSettings;
 pub use error::StoreError;
 pub use group_commit::BatchObserver;
 pub use requests::{RequestKey, RequestRecord, WriteMeta};
-pub use write::{Cas, Planned, Written};
+pub use write::{Cas, Written};
 
 /// Whose sessions a query may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

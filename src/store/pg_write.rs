@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::Serialize;
 
-use super::{Owner, StoreError, error::is_unique_violation, requests::WriteMeta};
-use crate::domain::{JsonMap, Session, changes};
+use super::{Owner, StoreError, error::is_unique_violation, job::Job};
+use crate::domain::{JsonMap, Session};
 
 /// The statement, with table and column names from the sea-orm entities (the ones
 /// the migrations create), so a rename cannot leave it behind.
@@ -101,25 +101,6 @@ SELECT i FROM u"
     )
 });
 
-/// One guarded write: `next` (already at its new version and time) replaces the
-/// session if it is still at `expected`.
-#[derive(Debug)]
-pub(super) struct Job {
-    pub owner: Owner,
-    pub expected: i64,
-    pub next: Session,
-    pub rules_version: i64,
-    /// Which fields differ from the base (only those are sent).
-    pub changed: crate::domain::Changed,
-    pub diff: JsonMap,
-    pub action: &'static str,
-    pub edge_id: Option<i64>,
-    pub node_id: Option<i64>,
-    /// The idempotency record's (user, request id), if any.
-    pub request: Option<(i64, String)>,
-    pub max_events: i64,
-}
-
 /// A job's outcome: the written session, or `None` when its guard failed.
 pub(super) type Outcome = Result<Option<Session>, StoreError>;
 
@@ -180,32 +161,7 @@ impl Job {
             req_id: self.request.as_ref().map(|(_, r)| r.as_str()),
             // The recorded answer is exactly what the write returns.
             snapshot: self.request.as_ref().map(|_| n),
-            cut: n.version - self.max_events,
-        }
-    }
-
-    pub(super) fn new(
-        owner: Owner,
-        base: &Session,
-        next: Session,
-        rules_version: i64,
-        meta: WriteMeta<'_>,
-        max_events: i64,
-    ) -> Self {
-        Self {
-            owner,
-            expected: base.version,
-            changed: changes(base, &next),
-            diff: crate::domain::diff(Some(base), &next),
-            next,
-            rules_version,
-            action: meta.action,
-            edge_id: meta.edge_id,
-            node_id: meta.node_id,
-            request: meta
-                .request
-                .map(|k| (k.user_id, k.request_id.as_str().to_owned())),
-            max_events,
+            cut: self.cut.unwrap_or(0),
         }
     }
 }

@@ -38,28 +38,30 @@ pub struct WriteMeta<'a> {
 }
 
 impl Store {
-    /// Records a write in its transaction. A second write with the same key fails
-    /// with `DuplicateRequest` (the unique key serializes racing retries).
+    /// Records a write of `(user, request id)` in its transaction, stamped `at` (the
+    /// write's own time). A second write with the same key fails with
+    /// `DuplicateRequest` (the unique key serializes racing retries).
     pub(super) async fn insert_request<C: ConnectionTrait>(
         &self,
         db: &C,
-        key: RequestKey<'_>,
+        (user_id, request_id): (i64, &str),
         session: &Session,
         action: &str,
         snapshot: Option<&Session>,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let snapshot = snapshot
             .map(serde_json::to_value)
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let row = ActiveModel {
-            user_id: Set(key.user_id),
-            request_id: Set(key.request_id.as_str().to_owned()),
+            user_id: Set(user_id),
+            request_id: Set(request_id.to_owned()),
             session_id: Set(session.id),
             action: Set(action.to_owned()),
             version: Set(session.version),
             snapshot: Set(snapshot),
-            created_at: Set(Utc::now()),
+            created_at: Set(at),
         };
         match Entity::insert(row).exec_without_returning(db).await {
             Ok(_) => Ok(()),

@@ -32,6 +32,15 @@ pub(super) async fn find<C: ConnectionTrait>(
         .transpose()
 }
 
+/// After a guard matched no row: the session as it is now (a conflict), or NOT_FOUND.
+pub(super) async fn conflict_or_missing<C: ConnectionTrait>(db: &C, id: i64, owner: Owner) -> StoreError {
+    match find(db, id, owner).await {
+        Ok(Some(current)) => StoreError::Conflict(Box::new(current)),
+        Ok(None) => StoreError::NotFound,
+        Err(e) => e,
+    }
+}
+
 impl Store {
     /// One session, if it exists and `owner` may see it.
     #[tracing::instrument(name = "db.get", level = "debug", skip_all, fields(db.system = self.system(), session_id = id))]
@@ -88,7 +97,9 @@ impl Store {
             )
             .await?;
         if let Some(key) = request {
-            self.insert_request(&txn, key, &created, "create", Some(&created))
+            let record = (key.user_id, key.request_id.as_str());
+            let at = created.updated_at;
+            self.insert_request(&txn, record, &created, "create", Some(&created), at)
                 .await?;
         }
         txn.commit().await?;

@@ -1,5 +1,7 @@
 //! World rules: read, put (versioned), and finding sessions normalized with old rules.
 
+use std::sync::{Arc, LazyLock};
+
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -11,28 +13,27 @@ use super::{
 };
 use crate::domain::WorldRules;
 
-impl Store {
-    /// The stored rules of a world, if it has its own.
-    #[tracing::instrument(name = "db.world_rules", level = "debug", skip_all, fields(db.system = self.system(), world_id = world_id))]
-    pub async fn world_rules(&self, world_id: i64) -> Result<Option<WorldRules>, StoreError> {
-        world::Entity::find_by_id(world_id)
-            .one(&self.reader)
-            .await?
-            .map(rules_from)
-            .transpose()
-    }
+/// The rules that apply to sessions of `world_id`: the world's own, else the
+/// defaults at version 0. The one way rules are found, inside a transaction or not.
+pub(super) async fn rules_in<C: ConnectionTrait>(
+    db: &C,
+    world_id: Option<i64>,
+) -> Result<Arc<WorldRules>, StoreError> {
+    /// Sessions of no world all share the built-in rules: built once.
+    static NO_WORLD: LazyLock<Arc<WorldRules>> = LazyLock::new(|| Arc::new(WorldRules::defaults(0)));
+    let Some(world_id) = world_id else {
+        return Ok(NO_WORLD.clone());
+    };
+    let stored = world::Entity::find_by_id(world_id).one(db).await?;
+    let rules = stored.map_or(Ok(WorldRules::defaults(world_id)), rules_from)?;
+    Ok(Arc::new(rules))
+}
 
-    /// The rules that apply to a session of `world_id` (the defaults if none).
-    pub(super) async fn rules_in<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        world_id: Option<i64>,
-    ) -> Result<WorldRules, StoreError> {
-        let Some(world_id) = world_id else {
-            return Ok(WorldRules::defaults(0));
-        };
-        let stored = world::Entity::find_by_id(world_id).one(db).await?;
-        stored.map_or(Ok(WorldRules::defaults(world_id)), rules_from)
+impl Store {
+    /// The rules that apply to sessions of `world_id` (the defaults if it has none).
+    #[tracing::instrument(name = "db.world_rules", level = "debug", skip_all, fields(db.system = self.system(), world_id = world_id))]
+    pub async fn rules(&self, world_id: Option<i64>) -> Result<Arc<WorldRules>, StoreError> {
+        rules_in(&self.reader, world_id).await
     }
 
     /// Stores `rules` as the next version, if the world is at `expected` (0: no rules yet).

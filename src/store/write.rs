@@ -3,28 +3,20 @@
 //! AND version = ? RETURNING *`; zero rows means one read to tell NOT_FOUND from
 //! a conflict, and that row goes back to the caller.
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait},
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 use serde_json::Value;
 
 use super::{
     Owner, Store, StoreError,
     convert::session_from,
     entity::session::{Column, Entity},
+    job::Job,
     pg_write,
     requests::{RequestKey, WriteMeta},
-    sessions::{find, owned},
+    sessions::{conflict_or_missing, owned},
+    world::rules_in,
 };
-use crate::domain::{DomainError, Session, WorldRules, changes, diff};
-
-/// The computed next state of a session and the rules version it was normalized with.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    pub next: Session,
-    pub rules_version: i64,
-}
+use crate::domain::{DomainError, Planned, Session, WorldRules};
 
 /// One guarded write of [`Store::cas_batch`].
 #[derive(Debug)]
@@ -56,20 +48,17 @@ impl Store {
         planned: Planned,
         meta: WriteMeta<'_>,
     ) -> Result<Session, StoreError> {
+        let job = self.job(owner, base, planned, meta);
         if let Some(batcher) = &self.batcher {
-            let job = self.job(owner, base, planned, meta);
             return match batcher.write(job).await? {
                 Some(updated) => Ok(updated),
-                None => Err(self.conflict_or_missing(base.id, owner).await),
+                None => Err(conflict_or_missing(&self.writer, base.id, owner).await),
             };
         }
         let txn = self.begin_write().await?;
-        let updated = self.conditional_update(&txn, owner, base, &planned).await?;
-        let Some(updated) = updated else {
-            let current = find(&txn, base.id, owner).await?;
-            return Err(current.map_or(StoreError::NotFound, |c| StoreError::Conflict(Box::new(c))));
+        let Some(updated) = self.sqlite_write(&txn, job).await? else {
+            return Err(conflict_or_missing(&txn, base.id, owner).await);
         };
-        self.record(&txn, base, &updated, meta).await?;
         txn.commit().await?;
         Ok(updated)
     }
@@ -98,7 +87,7 @@ impl Store {
         for ((id, owner), outcome) in guards.into_iter().zip(outcomes) {
             out.push(match outcome {
                 Ok(Some(written)) => Ok(written),
-                Ok(None) => Err(self.conflict_or_missing(id, owner).await),
+                Ok(None) => Err(conflict_or_missing(&self.writer, id, owner).await),
                 Err(e) => Err(e),
             });
         }
@@ -106,22 +95,13 @@ impl Store {
     }
 
     /// The PostgreSQL write of `planned` over `base`: the next state at its new version.
-    fn job(&self, owner: Owner, base: &Session, planned: Planned, meta: WriteMeta<'_>) -> pg_write::Job {
+    fn job(&self, owner: Owner, base: &Session, planned: Planned, meta: WriteMeta<'_>) -> Job {
         let next = Session {
             version: base.version + 1,
             updated_at: Self::now(),
             ..planned.next
         };
-        pg_write::Job::new(owner, base, next, planned.rules_version, meta, self.max_events)
-    }
-
-    /// After a guard failed: the current row (a conflict), or NOT_FOUND.
-    async fn conflict_or_missing(&self, id: i64, owner: Owner) -> StoreError {
-        match find(&self.writer, id, owner).await {
-            Ok(Some(current)) => StoreError::Conflict(Box::new(current)),
-            Ok(None) => StoreError::NotFound,
-            Err(e) => e,
-        }
+        Job::new(owner, base, next, planned.rules_version, meta, self.max_events)
     }
 
     /// Reads the session under a row lock (PostgreSQL `FOR UPDATE`; on SQLite the
@@ -147,26 +127,25 @@ impl Store {
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
         let stored_rules = row.rules_version;
         let current = session_from(row)?;
-        let rules = self.rules_in(&txn, current.world_id).await?;
+        let rules = rules_in(&txn, current.world_id).await?;
         let Some(planned) = plan(&current, stored_rules, &rules)? else {
             return Ok(Written {
                 session: current,
                 changed: false,
             });
         };
-        let locked_out = || StoreError::Corrupt("locked row changed under its lock".into());
-        let updated = if self.is_postgres() {
-            let job = self.job(owner, &current, planned, meta);
-            let written = pg_write::write_all(&txn, vec![job]).await.pop();
-            written.ok_or_else(locked_out)??.ok_or_else(locked_out)?
+        let job = self.job(owner, &current, planned, meta);
+        let written = if self.is_postgres() {
+            pg_write::write_all(&txn, vec![job])
+                .await
+                .pop()
+                .transpose()?
+                .flatten()
         } else {
-            let updated = self
-                .conditional_update(&txn, owner, &current, &planned)
-                .await?
-                .ok_or_else(locked_out)?;
-            self.record(&txn, &current, &updated, meta).await?;
-            updated
+            self.sqlite_write(&txn, job).await?
         };
+        let updated =
+            written.ok_or_else(|| StoreError::Corrupt("locked row changed under its lock".into()))?;
         txn.commit().await?;
         Ok(Written {
             session: updated,
@@ -193,33 +172,34 @@ impl Store {
         }
         let deleted = delete.exec_with_returning(&txn).await?.into_iter().next();
         let Some(row) = deleted else {
-            let current = find(&txn, id, owner).await?;
-            return Err(current.map_or(StoreError::NotFound, |c| StoreError::Conflict(Box::new(c))));
+            return Err(conflict_or_missing(&txn, id, owner).await);
         };
         let deleted = session_from(row)?;
         self.delete_events(&txn, id).await?;
         if let Some(key) = request {
-            self.insert_request(&txn, key, &deleted, "delete", None).await?;
+            let record = (key.user_id, key.request_id.as_str());
+            self.insert_request(&txn, record, &deleted, "delete", None, Self::now())
+                .await?;
         }
         txn.commit().await?;
         Ok(deleted)
     }
 
-    /// The compare-and-set itself; `None` when no row matched.
-    async fn conditional_update(
+    /// The SQLite write of `job`: the compare-and-set, then (if its guard held) the
+    /// event, the events past the cap and the idempotency record, in `txn`. `None`
+    /// when no row matched.
+    async fn sqlite_write(
         &self,
         txn: &DatabaseTransaction,
-        owner: Owner,
-        base: &Session,
-        planned: &Planned,
+        mut job: Job,
     ) -> Result<Option<Session>, StoreError> {
-        let next = &planned.next;
+        let next = &job.next;
         let mut update = Entity::update_many()
-            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
-            .col_expr(Column::UpdatedAt, Expr::value(Self::now()))
-            .col_expr(Column::RulesVersion, Expr::value(planned.rules_version));
+            .col_expr(Column::Version, Expr::value(next.version))
+            .col_expr(Column::UpdatedAt, Expr::value(next.updated_at))
+            .col_expr(Column::RulesVersion, Expr::value(job.rules_version));
         // Only the columns that changed are sent: large JSON is not rewritten for nothing.
-        let changed = changes(base, next);
+        let changed = job.changed;
         if changed.current_node_id {
             update = update.col_expr(Column::CurrentNodeId, Expr::value(next.current_node_id));
         }
@@ -234,30 +214,23 @@ impl Store {
             update = update.col_expr(Column::Relationships, Expr::value(rel));
         }
         update = update
-            .filter(Column::Id.eq(base.id))
-            .filter(Column::Version.eq(base.version));
-        if let Owner::User(user) = owner {
+            .filter(Column::Id.eq(next.id))
+            .filter(Column::Version.eq(job.expected));
+        if let Owner::User(user) = job.owner {
             update = update.filter(Column::UserId.eq(user));
         }
-        let row = update.exec_with_returning(txn).await?.into_iter().next();
-        row.map(session_from).transpose()
-    }
-
-    /// The event and the idempotency record of a committed-to-be write.
-    async fn record<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        before: &Session,
-        after: &Session,
-        meta: WriteMeta<'_>,
-    ) -> Result<(), StoreError> {
-        let d = diff(Some(before), after);
-        self.insert_event(db, after, meta.action, (meta.edge_id, meta.node_id), d)
+        let Some(row) = update.exec_with_returning(txn).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let updated = session_from(row)?;
+        let diff = std::mem::take(&mut job.diff);
+        self.insert_event(txn, &updated, job.action, (job.edge_id, job.node_id), diff)
             .await?;
-        if let Some(key) = meta.request {
-            self.insert_request(db, key, after, meta.action, Some(after))
+        if let Some((user, request_id)) = &job.request {
+            let at = updated.updated_at;
+            self.insert_request(txn, (*user, request_id), &updated, job.action, Some(&updated), at)
                 .await?;
         }
-        Ok(())
+        Ok(Some(updated))
     }
 }

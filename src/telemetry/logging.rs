@@ -50,3 +50,41 @@ pub fn init(settings: &LogSettings) -> Telemetry {
         .init();
     Telemetry { provider }
 }
+
+/// Masks the password of `scheme://user:password@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let masked = if userinfo.contains(':') {
+        format!("{user}:<redacted>")
+    } else {
+        user.to_owned()
+    };
+    format!("{}://{masked}@{}", &url[..scheme_end], &rest[at + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("redis://:secret@host:6379/0"),
+            "redis://:<redacted>@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db/x"),
+            "postgres://app:<redacted>@db/x"
+        );
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

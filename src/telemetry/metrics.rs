@@ -52,6 +52,8 @@ pub struct Metrics {
     pub renormalize_pending: Gauge,
     /// Guarded writes per group-commit statement (PostgreSQL).
     pub write_batch_size: Histogram,
+    /// Changed TLS files: `reloaded`, or `rejected` (the last good certificate stays).
+    pub tls_reloads: Family<Outcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -75,6 +77,7 @@ impl Metrics {
             renormalize_pending: Gauge::default(),
             // 1, 2, 4 … 128
             write_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            tls_reloads: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -127,6 +130,11 @@ impl Metrics {
             "renormalize_pending_sessions",
             "Sessions still normalized with old world rules, counted down by the running sweep",
             m.renormalize_pending.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Changed TLS files by outcome (reloaded, rejected: the last good certificate stays)",
+            m.tls_reloads.clone(),
         );
         Self { registry, ..m }
     }

@@ -18,6 +18,4 @@ pub mod pb {
 }
 
 pub use json::{json_to_struct, json_to_value, struct_to_json, value_to_json};
-pub use requests::{CreateRequest, EventsQuery, ListQuery};
 pub use session::{datetime, timestamp};
-pub use world::rules_from_request;

@@ -2,8 +2,8 @@
 
 use super::{json::struct_to_json, pb};
 use crate::domain::{
-    Advance, Change, DomainError, NewSession, PageSize, PageToken, RequestId, SessionId, SessionOp,
-    SessionPatch, Version, WorldTime, Write,
+    Advance, Change, CreateRequest, DomainError, EventsQuery, ListQuery, NewSession, PageSize, PageToken,
+    RequestId, SessionId, SessionOp, SessionPatch, Version, WorldTime, Write,
 };
 
 fn expected(raw: Option<i64>) -> Result<Option<Version>, DomainError> {
@@ -12,13 +12,6 @@ fn expected(raw: Option<i64>) -> Result<Option<Version>, DomainError> {
 
 fn session_id(raw: i64) -> Result<SessionId, DomainError> {
     SessionId::parse(raw, "session_id")
-}
-
-/// CreateSession, parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CreateRequest {
-    pub new: NewSession,
-    pub request_id: Option<RequestId>,
 }
 
 impl TryFrom<pb::CreateSessionRequest> for CreateRequest {
@@ -71,14 +64,6 @@ impl TryFrom<pb::GetSessionRequest> for (SessionId, Option<Version>) {
     }
 }
 
-/// ListSessions, parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListQuery {
-    pub page_size: PageSize,
-    pub after: Option<PageToken>,
-    pub world_id: Option<i64>,
-}
-
 impl TryFrom<pb::ListSessionsRequest> for ListQuery {
     type Error = DomainError;
 
@@ -89,14 +74,6 @@ impl TryFrom<pb::ListSessionsRequest> for ListQuery {
             world_id: r.world_id,
         })
     }
-}
-
-/// ListSessionEvents, parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventsQuery {
-    pub session_id: SessionId,
-    pub page_size: PageSize,
-    pub after: Option<PageToken>,
 }
 
 impl TryFrom<pb::ListSessionEventsRequest> for EventsQuery {

@@ -1,7 +1,7 @@
 //! WorldRules ⇄ domain.
 
 use super::{pb, session::timestamp};
-use crate::domain::{DomainError, IntimacyLevel, Tier, WorldMode, WorldRules};
+use crate::domain::{DomainError, IntimacyLevel, PutRules, Tier, WorldMode, WorldRules};
 
 impl From<&WorldRules> for pb::WorldRules {
     fn from(r: &WorldRules) -> Self {
@@ -35,8 +35,35 @@ impl From<&WorldRules> for pb::WorldRules {
     }
 }
 
+/// GetWorldRules: the world, a positive id.
+impl TryFrom<pb::GetWorldRulesRequest> for i64 {
+    type Error = DomainError;
+
+    fn try_from(r: pb::GetWorldRulesRequest) -> Result<Self, Self::Error> {
+        if r.world_id <= 0 {
+            return Err(DomainError::invalid("world_id", "must be a positive integer"));
+        }
+        Ok(r.world_id)
+    }
+}
+
+impl TryFrom<pb::PutWorldRulesRequest> for PutRules {
+    type Error = DomainError;
+
+    fn try_from(r: pb::PutWorldRulesRequest) -> Result<Self, Self::Error> {
+        let rules = rules_from_request(r.world_id, r.rules)?;
+        if r.expected_version.is_some_and(|v| v < 0) {
+            return Err(DomainError::invalid("expected_version", "must not be negative"));
+        }
+        Ok(Self {
+            rules,
+            expected: r.expected_version,
+        })
+    }
+}
+
 /// Parses the rules of a PutWorldRules request for `world_id` (validated, in checking order).
-pub fn rules_from_request(world_id: i64, rules: Option<pb::WorldRules>) -> Result<WorldRules, DomainError> {
+fn rules_from_request(world_id: i64, rules: Option<pb::WorldRules>) -> Result<WorldRules, DomainError> {
     let r = rules.ok_or_else(|| DomainError::invalid("rules", "is required"))?;
     if r.world_id != 0 && r.world_id != world_id {
         return Err(DomainError::invalid(

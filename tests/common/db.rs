@@ -18,7 +18,7 @@ impl Backend {
             Ok(url) if !url.is_empty() => true,
             _ if std::env::var_os("CI").is_some() => panic!("CI is set but TEST_DATABASE_URL is not"),
             _ => {
-                eprintln!("TEST_DATABASE_URL not set: skipping the PostgreSQL run");
+                super::skip::skipped("PostgreSQL", "TEST_DATABASE_URL");
                 false
             }
         }

@@ -11,6 +11,7 @@ pub mod pki;
 pub mod proxy;
 pub mod redis;
 pub mod report;
+pub mod skip;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -59,6 +60,33 @@ pub struct TestApp {
     pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+}
+
+/// Polls `check` every 20 ms until it yields a value, for at most `within`, and
+/// returns it; panics naming `what` if it never does. How a test waits for
+/// something it can observe, instead of sleeping a fixed time and hoping.
+pub async fn eventually<T, Fut>(what: &str, within: Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The store's settings for `url`, every other one at the configuration's default.
+pub fn store_settings(url: &str) -> session_service::store::StoreSettings {
+    let mut s = Settings::default();
+    s.database.url = url.to_owned();
+    session_service::app::store_settings(&s)
 }
 
 /// Settings for a test server on `db`: loopback, port 0, small timeouts.

@@ -12,10 +12,23 @@ pub fn shared_redis() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => panic!("CI is set but TEST_REDIS_URL is not"),
         _ => {
-            eprintln!("TEST_REDIS_URL not set: skipping a Redis test");
+            super::skip::skipped("Redis", "TEST_REDIS_URL");
             None
         }
     }
+}
+
+/// How many clients of the Redis at `url` are subscribed to `channel` (PUBSUB
+/// NUMSUB): how a test knows a replica's notices can reach it.
+pub async fn subscribers(url: &str, channel: &str) -> i64 {
+    use fred::prelude::*;
+    let client = Builder::from_config(Config::from_url(url).expect("a Redis URL"))
+        .build()
+        .expect("a Redis client");
+    client.init().await.expect("Redis answers");
+    let reply: Vec<Value> = client.pubsub_numsub(channel).await.expect("PUBSUB NUMSUB");
+    let _ = client.quit().await;
+    reply.get(1).and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// A key prefix no other test uses.

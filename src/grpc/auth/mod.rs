@@ -18,7 +18,7 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tonic::{Request, Status, service::Interceptor};
 
-use super::status::{exhausted, unauthenticated};
+use super::status::{exhausted, unauthenticated, unauthenticated_saying};
 use crate::{
     config::{AuthModeName, Settings},
     service::Caller,
@@ -83,7 +83,11 @@ impl Authenticator {
         let admin_scope = &self.config.admin_scope;
         match &self.config.mode {
             AuthMode::None => {
-                let user_id = header_user(req)?.ok_or_else(unauthenticated)?;
+                // Nothing is secret in this mode: say what to send.
+                let user_id = header_user(req)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| unauthenticated_saying(NONE_MODE_HINT))?;
                 let scopes = req
                     .metadata()
                     .get("x-scopes")
@@ -132,6 +136,11 @@ impl Authenticator {
             .map_err(|_| exhausted("rate limit exceeded; slow down", reason::RATE_LIMITED))
     }
 }
+
+/// What a caller is told in `auth.mode = "none"`; the verified modes answer only
+/// "missing or invalid credentials", giving nothing away.
+const NONE_MODE_HINT: &str =
+    "missing or invalid credentials: in auth mode \"none\" send metadata x-user-id: <positive integer>";
 
 /// `x-user-id`: `Ok(None)` when absent; a value that is not a positive integer is
 /// refused, never taken as absent (0 is the service acting for no user).

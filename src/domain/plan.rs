@@ -1,16 +1,20 @@
 //! Computing a write: the pure rules applied to the current state.
 
-use crate::{
-    domain::{Change, DomainError, JsonLimits, Session, WorldRules, normalize_relationships},
-    store::Planned,
-};
+use super::{Change, DomainError, JsonLimits, Session, WorldRules, normalize_relationships};
+
+/// The computed next state of a session and the rules version it was normalized with.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub next: Session,
+    pub rules_version: i64,
+}
 
 /// The next state of `base` under `change`, normalized with `rules`; `None` if the
 /// change would change nothing (no new version is written then).
 ///
 /// `stored_rules_version` is the rules version the stored relationships were
 /// normalized with, when known (lets a re-normalization skip up-to-date sessions).
-pub(crate) fn plan(
+pub fn plan(
     base: &Session,
     stored_rules_version: Option<i64>,
     change: &Change,
