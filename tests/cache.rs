@@ -80,8 +80,10 @@ async fn a_tombstone_keeps_a_racing_fill_from_resurrecting_a_deleted_session() {
     c.fill(&session(2, 3)).await; // a reader that loaded it before the delete
     assert_eq!(c.get(2).await, Lookup::Deleted);
     // The tombstone is short-lived.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    assert_eq!(c.get(2).await, Lookup::Miss);
+    common::eventually("the tombstone expires", Duration::from_secs(5), || async {
+        (c.get(2).await == Lookup::Miss).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -91,8 +93,10 @@ async fn entries_expire_after_their_ttl() {
     };
     c.fill(&session(3, 1)).await;
     assert!(matches!(c.get(3).await, Lookup::Hit(_)));
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(c.get(3).await, Lookup::Miss);
+    common::eventually("the entry expires", Duration::from_secs(5), || async {
+        (c.get(3).await == Lookup::Miss).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -205,7 +209,14 @@ async fn redis_outage(backend: Backend) {
     assert_eq!(status.status, 1, "still SERVING");
 
     redis.restart().await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The service is back on Redis once its subscriber has re-subscribed there.
+    let url = redis.url();
+    common::eventually(
+        "the service reconnects to Redis",
+        Duration::from_secs(10),
+        || async { (common::redis::subscribers(&url, "session-updates").await >= 1).then_some(()) },
+    )
+    .await;
     c.update_session(as_user(1, update(6, 6))).await.unwrap();
     let g = c
         .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))

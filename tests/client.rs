@@ -146,7 +146,13 @@ async fn offline_queue(backend: Backend) {
         .iter()
         .map(|q| handle.apply(vec![ops::increment_quest_steps(*q, 1)]))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The handle has tried the absent server (a resend ran out) and kept everything.
+    common::eventually(
+        "the handle tries the absent server",
+        Duration::from_secs(5),
+        || async { (c.stats().exhaustions >= 1).then_some(()) },
+    )
+    .await;
     assert_eq!(handle.pending().len(), 3, "kept while the server is away");
     let shown = handle.state();
     assert_eq!(
@@ -174,13 +180,18 @@ async fn offline_queue(backend: Backend) {
 }
 
 async fn live_updates(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, common::metrics::metrics_on).await;
     let c = client(&app, 1).await;
     let s = fresh(&c, json!({})).await;
     let tab_a = OptimisticSession::from_session(c.clone(), s.clone(), OptimisticOptions::default());
     let tab_b =
         OptimisticSession::from_session(client(&app, 1).await, s.clone(), OptimisticOptions::default());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both handles' watch streams are open on the server.
+    common::eventually("both handles watch", Duration::from_secs(5), || async {
+        let open = common::metrics::value(&common::metrics::scrape(&app).await, "session_watch_streams_open");
+        (open >= Some(2.0)).then_some(())
+    })
+    .await;
     let mut b_view = tab_b.subscribe();
     tab_a.apply(vec![ops::trigger_event("storm")]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), async {

@@ -136,12 +136,7 @@ impl LocalCache {
 mod tests {
     use super::*;
 
-    fn session(version: i64) -> Arc<Session> {
-        Arc::new(Session {
-            version,
-            ..crate::domain::sample_session()
-        })
-    }
+    use crate::domain::sample_at as session;
 
     fn cache(ttl_ms: u64) -> LocalCache {
         LocalCache::new(

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use hub::{Hub, Notice, Subscription};
-pub use local::LocalCache;
-pub use recent::Recent;
+pub(crate) use local::LocalCache;
+pub(crate) use recent::Recent;
 pub use redis::{RedisCache, RedisSettings};
 
 use crate::domain::Session;

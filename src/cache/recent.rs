@@ -80,12 +80,7 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn at(version: i64) -> Arc<Session> {
-        Arc::new(Session {
-            version,
-            ..crate::domain::sample_session()
-        })
-    }
+    use crate::domain::sample_at as at;
 
     #[test]
     fn an_older_copy_never_replaces_a_newer_one() {

@@ -143,10 +143,8 @@ impl SessionClient {
     /// CreateSession (idempotent: resent with the same request id while unreachable).
     pub async fn create(&self, mut req: pb::CreateSessionRequest) -> Result<Session, ClientError> {
         req.request_id = request_id_or_new(req.request_id);
-        let g = self
-            .resend(|mut stub, r| async move { stub.create_session(r).await }, req)
-            .await?;
-        Ok(Session::try_from(g)?)
+        self.session_call(|mut stub, r| async move { stub.create_session(r).await }, req)
+            .await
     }
 
     /// GetSession, strong: never older than any write acknowledged to anyone.
@@ -166,10 +164,8 @@ impl SessionClient {
             session_id,
             min_version,
         };
-        let g = self
-            .resend(|mut stub, r| async move { stub.get_session(r).await }, req)
-            .await?;
-        Ok(Session::try_from(g)?)
+        self.session_call(|mut stub, r| async move { stub.get_session(r).await }, req)
+            .await
     }
 
     /// Reads the session, applies `f` to a copy, and sends the changed fields with
@@ -252,19 +248,15 @@ impl SessionClient {
             expected_version,
             request_id: new_request_id(),
         };
-        let g = self
-            .resend(|mut stub, r| async move { stub.mutate_session(r).await }, req)
-            .await?;
-        Ok(Session::try_from(g)?)
+        self.session_call(|mut stub, r| async move { stub.mutate_session(r).await }, req)
+            .await
     }
 
     /// UpdateSession with explicit fields (no retry on conflict).
     pub async fn update(&self, mut req: pb::UpdateSessionRequest) -> Result<Session, ClientError> {
         req.request_id = request_id_or_new(req.request_id);
-        let g = self
-            .resend(|mut stub, r| async move { stub.update_session(r).await }, req)
-            .await?;
-        Ok(Session::try_from(g)?)
+        self.session_call(|mut stub, r| async move { stub.update_session(r).await }, req)
+            .await
     }
 
     /// DeleteSession.
@@ -294,6 +286,16 @@ impl SessionClient {
             .await
             .map_err(ClientError::Status)?
             .into_inner())
+    }
+
+    /// [`resend`](Self::resend) of a call that answers with a session.
+    async fn session_call<M, C, Fut>(&self, call: C, msg: M) -> Result<Session, ClientError>
+    where
+        M: Clone,
+        C: Fn(SessionServiceClient<Channel>, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<pb::GameSession>, Status>>,
+    {
+        Ok(Session::try_from(self.resend(call, msg).await?)?)
     }
 
     /// Sends `msg`, resending the identical message on UNAVAILABLE / DEADLINE_EXCEEDED

@@ -57,15 +57,17 @@ impl Script {
         &self,
         change: impl FnMut(&mut Session) -> Result<(), ClientError>,
     ) -> Result<Session, ClientError> {
-        update_loop(
-            &RetryPolicy::default(),
-            &ClientStats::default(),
-            session(1, 0),
-            "r".into(),
-            change,
-            self.send(),
-        )
-        .await
+        self.run_counted(&ClientStats::default(), change).await
+    }
+
+    /// [`run`](Self::run), counting into `stats`.
+    async fn run_counted(
+        &self,
+        stats: &ClientStats,
+        change: impl FnMut(&mut Session) -> Result<(), ClientError>,
+    ) -> Result<Session, ClientError> {
+        let policy = RetryPolicy::default();
+        update_loop(&policy, stats, session(1, 0), "r".into(), change, self.send()).await
     }
 
     fn gaps_ms(&self) -> Vec<u128> {
@@ -87,17 +89,7 @@ async fn conflicts_retry_after_100_200_400_ms_plus_jitter_then_give_up_with_the_
         aborted(&session(5, 8)),
     ]);
     let stats = ClientStats::default();
-    let policy = RetryPolicy::default();
-    let err = update_loop(
-        &policy,
-        &stats,
-        session(1, 0),
-        "r".into(),
-        increment,
-        script.send(),
-    )
-    .await
-    .unwrap_err();
+    let err = script.run_counted(&stats, increment).await.unwrap_err();
     match err {
         ClientError::Exhausted {
             attempts,
@@ -135,16 +127,7 @@ async fn a_conflict_re_applies_the_change_on_the_session_from_the_details() {
     done.flags.insert("counter".into(), json!(42));
     let script = Script::new(vec![aborted(&server_now), Ok(pb::GameSession::from(&done))]);
     let stats = ClientStats::default();
-    let got = update_loop(
-        &RetryPolicy::default(),
-        &stats,
-        session(1, 0),
-        "r".into(),
-        increment,
-        script.send(),
-    )
-    .await
-    .unwrap();
+    let got = script.run_counted(&stats, increment).await.unwrap();
     assert_eq!(got.version, 8);
     let seen = script.seen.lock().unwrap();
     let second = &seen[1].1;

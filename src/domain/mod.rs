@@ -27,4 +27,4 @@ pub use world::{IntimacyLevel, Stats, Tier, WorldMode, WorldRules};
 
 /// A plain session for the crate's unit tests.
 #[cfg(test)]
-pub(crate) use session::tests::sample as sample_session;
+pub(crate) use session::tests::{sample as sample_session, sample_at};

@@ -163,23 +163,13 @@ impl SessionOp {
             Self::AddInventoryItem { item_id, qty } => add_item(s, item_id, *qty),
             Self::RemoveInventoryItem { item_id, qty } => remove_item(s, item_id, *qty),
             Self::UpdateArcStage { arc_id, stage } => {
-                let arc = entry(
-                    &mut s.flags,
-                    "arcs",
-                    non_empty(arc_id, "arc_id")?,
-                    || json!({"stage": 0, "seenScenes": []}),
-                )?;
+                let arc = arc(s, arc_id)?;
                 arc.insert("stage".into(), json!(exact(*stage, "stage")?));
                 Ok(())
             }
             Self::MarkSceneSeen { arc_id, scene_id } => {
                 let scene_id = exact(*scene_id, "scene_id")?;
-                let arc = entry(
-                    &mut s.flags,
-                    "arcs",
-                    non_empty(arc_id, "arc_id")?,
-                    || json!({"stage": 0, "seenScenes": []}),
-                )?;
+                let arc = arc(s, arc_id)?;
                 let seen = list_in(arc, "seenScenes", "flags.arcs.seenScenes")?;
                 if !seen.iter().any(|v| v.as_i64() == Some(scene_id)) {
                     seen.push(json!(scene_id));
@@ -294,6 +284,12 @@ fn entry<'a>(
         .or_insert_with(init)
         .as_object_mut()
         .ok_or_else(|| bad_shape(&format!("flags.{collection}.{id}"), "an object"))
+}
+
+/// `flags.arcs[arc_id]`, created at stage 0 with no scenes seen if missing.
+fn arc<'a>(s: &'a mut Session, arc_id: &str) -> Result<&'a mut JsonMap, DomainError> {
+    let id = non_empty(arc_id, "arc_id")?;
+    entry(&mut s.flags, "arcs", id, || json!({"stage": 0, "seenScenes": []}))
 }
 
 fn list_in<'a>(obj: &'a mut JsonMap, key: &str, path: &str) -> Result<&'a mut Vec<Value>, DomainError> {

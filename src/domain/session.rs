@@ -241,6 +241,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// The sample session at `version`, shared as caches hold it.
+    pub(crate) fn sample_at(version: i64) -> std::sync::Arc<Session> {
+        std::sync::Arc::new(Session { version, ..sample() })
+    }
+
     #[test]
     fn world_time_must_be_finite_and_not_negative() {
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {

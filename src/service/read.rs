@@ -8,6 +8,19 @@ use crate::{
     domain::{EventsQuery, ListQuery, PageToken, Session, SessionEvent, SessionId, Version},
 };
 
+/// A copy `wanted` accepts; a copy of another user's session is NOT_FOUND without
+/// asking the database (owners never change).
+fn visible(
+    caller: &Caller,
+    copy: Arc<Session>,
+    wanted: impl Fn(&Session) -> bool,
+) -> Result<Option<Arc<Session>>, ServiceError> {
+    if !caller.may_see(copy.user_id) {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(wanted(&copy).then_some(copy))
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -97,14 +110,14 @@ impl Sessions {
         id: i64,
         wanted: impl Fn(&Session) -> bool,
     ) -> Result<Option<Arc<Session>>, ServiceError> {
-        match self.inner.cache.recent(id) {
-            Some(s) if !caller.may_see(s.user_id) => Err(ServiceError::NotFound),
-            Some(s) if wanted(&s) => {
-                self.inner.metrics.cache_outcome("local");
-                Ok(Some(s))
-            }
-            _ => Ok(None),
+        let Some(copy) = self.inner.cache.recent(id) else {
+            return Ok(None);
+        };
+        let accepted = visible(caller, copy, wanted)?;
+        if accepted.is_some() {
+            self.inner.metrics.cache_outcome("local");
         }
+        Ok(accepted)
     }
 
     /// The cached session if `fresh_enough` accepts it, else the database row (which
@@ -117,10 +130,12 @@ impl Sessions {
         fresh_enough: impl Fn(&Session) -> bool,
     ) -> Result<Arc<Session>, ServiceError> {
         match self.inner.cache.get(id).await {
-            Lookup::Hit(s) if !caller.may_see(s.user_id) => Err(ServiceError::NotFound),
-            Lookup::Hit(s) if fresh_enough(&s) => Ok(s),
+            Lookup::Hit(s) => match visible(caller, s, fresh_enough)? {
+                Some(s) => Ok(s),
+                None => self.read_through(caller, id).await,
+            },
             Lookup::Deleted => Err(ServiceError::NotFound),
-            _ => self.read_through(caller, id).await,
+            Lookup::Miss => self.read_through(caller, id).await,
         }
     }
 

@@ -2,7 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::mpsc, time::MissedTickBehavior};
+use tokio::{
+    sync::mpsc,
+    time::{Interval, MissedTickBehavior},
+};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Caller, ServiceError, Sessions, ended};
@@ -47,78 +50,25 @@ impl Sessions {
         let subscription = self.inner.cache.subscribe(id.get());
         let first = ended(self.get(&caller, id, None).await)?;
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(self.clone().watch_loop(caller, first, since, subscription, tx));
-        Ok(ReceiverStream::new(rx))
-    }
-
-    async fn watch_loop(
-        self,
-        caller: Caller,
-        first: Arc<Session>,
-        since: i64,
-        mut sub: Subscription,
-        tx: mpsc::Sender<Result<Arc<Session>, ServiceError>>,
-    ) {
-        let _open = OpenStream::new(&self.inner.metrics);
-        let id = first.id;
-        let mut last = since;
-        if first.version > last {
-            last = first.version;
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
-        }
-        let mut poll = tokio::time::interval(
-            self.inner
-                .settings
-                .watch_poll_interval
-                .max(Duration::from_millis(10)),
-        );
+        let every = self
+            .inner
+            .settings
+            .watch_poll_interval
+            .max(Duration::from_millis(10));
+        let mut poll = tokio::time::interval(every);
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        // While Redis is down notices may be lost: poll the database, once more after it recovers.
-        let mut was_degraded = false;
-        loop {
-            let wanted = tokio::select! {
-                changed = sub.receiver.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let notice = *sub.receiver.borrow_and_update();
-                    if notice.version <= last {
-                        continue;
-                    }
-                    Some(notice.version)
-                }
-                _ = poll.tick() => {
-                    let degraded = !self.inner.cache.healthy();
-                    let poll_now = degraded || was_degraded;
-                    was_degraded = degraded;
-                    if !poll_now {
-                        continue;
-                    }
-                    None
-                }
-                _ = tx.closed() => return,
-                _ = self.inner.shutdown.cancelled() => {
-                    let _ = tx.send(Err(ServiceError::ShuttingDown)).await;
-                    return;
-                }
-            };
-            match self.read_at_least(&caller, id, wanted).await {
-                Ok(s) if s.version > last => {
-                    last = s.version;
-                    if tx.send(Ok(s)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(ServiceError::NotFound) => {
-                    let _ = tx.send(Err(ServiceError::NotFound)).await;
-                    return;
-                }
-                Err(error) => tracing::warn!(session_id = id, %error, "watch read failed; will retry"),
-            }
-        }
+        let watcher = Watcher {
+            sessions: self.clone(),
+            caller,
+            id: id.get(),
+            last: since,
+            sub: subscription,
+            tx,
+            poll,
+            was_degraded: false,
+        };
+        tokio::spawn(watcher.run(first));
+        Ok(ReceiverStream::new(rx))
     }
 
     /// The session at `version` or newer: the cache if it is that fresh, else the
@@ -132,6 +82,91 @@ impl Sessions {
         match version {
             Some(v) => self.at_least(caller, id, v).await,
             None => self.read_through(caller, id).await,
+        }
+    }
+}
+
+/// What woke a watcher up.
+enum Wake {
+    /// Read the session: at least this version (a notice), or from the database (a poll).
+    Read(Option<i64>),
+    /// Nothing to do (an old notice, or a poll while Redis is fine).
+    Idle,
+    /// The watcher left, or the server is stopping.
+    Stop,
+}
+
+/// One open WatchSession stream.
+struct Watcher {
+    sessions: Sessions,
+    caller: Caller,
+    id: i64,
+    /// The newest version sent (or `since_version`).
+    last: i64,
+    sub: Subscription,
+    tx: mpsc::Sender<Result<Arc<Session>, ServiceError>>,
+    poll: Interval,
+    /// While Redis is down notices may be lost: the database is polled then, and
+    /// once more after it recovers.
+    was_degraded: bool,
+}
+
+impl Watcher {
+    async fn run(mut self, first: Arc<Session>) {
+        let _open = OpenStream::new(&self.sessions.inner.metrics);
+        if !self.send_if_newer(first).await {
+            return;
+        }
+        loop {
+            let wanted = match self.wake().await {
+                Wake::Read(wanted) => wanted,
+                Wake::Idle => continue,
+                Wake::Stop => return,
+            };
+            match self.sessions.read_at_least(&self.caller, self.id, wanted).await {
+                Ok(s) => {
+                    if !self.send_if_newer(s).await {
+                        return;
+                    }
+                }
+                Err(ServiceError::NotFound) => {
+                    let _ = self.tx.send(Err(ServiceError::NotFound)).await;
+                    return;
+                }
+                Err(error) => tracing::warn!(session_id = self.id, %error, "watch read failed; will retry"),
+            }
+        }
+    }
+
+    /// Sends `s` if it is newer than what was sent; false once the watcher is gone.
+    async fn send_if_newer(&mut self, s: Arc<Session>) -> bool {
+        if s.version <= self.last {
+            return true;
+        }
+        self.last = s.version;
+        self.tx.send(Ok(s)).await.is_ok()
+    }
+
+    async fn wake(&mut self) -> Wake {
+        tokio::select! {
+            changed = self.sub.receiver.changed() => {
+                if changed.is_err() {
+                    return Wake::Stop;
+                }
+                let notice = *self.sub.receiver.borrow_and_update();
+                if notice.version <= self.last { Wake::Idle } else { Wake::Read(Some(notice.version)) }
+            }
+            _ = self.poll.tick() => {
+                let degraded = !self.sessions.inner.cache.healthy();
+                let poll_now = degraded || self.was_degraded;
+                self.was_degraded = degraded;
+                if poll_now { Wake::Read(None) } else { Wake::Idle }
+            }
+            _ = self.tx.closed() => Wake::Stop,
+            _ = self.sessions.inner.shutdown.cancelled() => {
+                let _ = self.tx.send(Err(ServiceError::ShuttingDown)).await;
+                Wake::Stop
+            }
         }
     }
 }

@@ -6,12 +6,12 @@
 
 mod connect;
 mod convert;
-pub mod entity;
+pub(crate) mod entity;
 mod error;
 mod events;
 mod group_commit;
 mod job;
-pub mod migrate;
+pub(crate) mod migrate;
 mod pg_write;
 mod requests;
 mod sessions;

@@ -14,6 +14,7 @@ use std::{
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use session_service::pb::session_service_client::SessionServiceClient;
 use session_service::{
     client::{ClientError, Credentials, SessionClient, create_request, ops},
     domain::Session,
@@ -185,111 +186,186 @@ async fn worker(
     sessions: Arc<Mutex<Vec<Session>>>,
     stop: Stop,
 ) -> (Tally, Option<Session>) {
-    let mut t = Tally::default();
-    let mut health = HealthClient::new(client.channel());
-    let mut stub = client.stub();
     let n = sessions.lock().expect("sessions").len().max(1);
-    let mut mine = sessions.lock().expect("sessions").get(w % n).cloned();
-    let mut rng = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let template = json_to_struct(flags(&args, 0).as_object().expect("an object"));
+    let mine = sessions.lock().expect("sessions").get(w % n).cloned();
+    let mut worker = Worker {
+        health: HealthClient::new(client.channel()),
+        stub: client.stub(),
+        template: json_to_struct(flags(&args, 0).as_object().expect("an object")),
+        rng: (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        tally: Tally::default(),
+        client,
+        sessions,
+        n,
+        mine,
+    };
     while stop.next() {
         let started = Instant::now();
-        let outcome: Result<(), String> = match args.scenario {
-            Scenario::Health => health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|_| ())
-                .map_err(|s| format!("{:?}", s.code())),
-            Scenario::Get | Scenario::GetLocal => {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let (id, version) = {
-                    let s = &sessions.lock().expect("sessions")[(rng % n as u64) as usize];
-                    (s.id, s.version)
-                };
-                let min_version = (args.scenario == Scenario::GetLocal).then_some(version);
-                let req = pb::GetSessionRequest {
-                    session_id: id,
-                    min_version,
-                };
-                stub.get_session(client.request(req))
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| format!("{:?}", s.code()))
-            }
-            Scenario::Update => {
-                let s = mine.as_mut().expect("a session per worker");
-                let counter = s.flags["counter"].as_i64().unwrap_or(0) + 1;
-                // The load generator shares the cores with what it measures: the
-                // document is built once, and only the counter changes per request.
-                let mut doc = template.clone();
-                doc.fields
-                    .insert("counter".into(), json_to_value(&json!(counter)));
-                let req = pb::UpdateSessionRequest {
-                    session_id: s.id,
-                    flags: Some(doc),
-                    expected_version: Some(s.version),
-                    ..Default::default()
-                };
-                match stub.update_session(client.request(req)).await {
-                    Ok(r) => {
-                        s.version = r.into_inner().version;
-                        s.flags.insert("counter".into(), json!(counter));
-                        Ok(())
-                    }
-                    Err(status) if status.code() == Code::Aborted => {
-                        t.conflicts += 1;
-                        if let Some(current) = conflict_session(&status) {
-                            *s = current;
-                        }
-                        Err("Aborted".into())
-                    }
-                    Err(status) => Err(format!("{:?}", status.code())),
-                }
-            }
-            Scenario::Hot => {
-                let before = client.stats();
-                let known = mine.clone().expect("the hot session");
-                let result = client
-                    .update_from(known, |s| {
-                        let n = s.flags["counter"].as_i64().unwrap_or(0);
-                        s.flags.insert("counter".into(), json!(n + 1));
-                    })
-                    .await;
-                let after = client.stats();
-                t.conflicts += after.conflicts - before.conflicts;
-                t.retries += after.retries - before.retries;
-                match result {
-                    Ok(s) => {
-                        mine = Some(s);
-                        Ok(())
-                    }
-                    Err(ClientError::Exhausted { last, .. }) => {
-                        mine = last.map(|b| *b).or(mine);
-                        Err("Exhausted".into())
-                    }
-                    Err(e) => Err(code_of(&e)),
-                }
-            }
-            Scenario::MutateHot => {
-                let id = mine.as_ref().expect("the hot session").id;
-                client
-                    .mutate(id, &[ops::increment_quest_steps("hot", 1)], None)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| code_of(&e))
-            }
-            Scenario::Watch => unreachable!("watch has its own driver"),
-        };
-        match outcome {
-            Ok(()) => t.ok(started.elapsed()),
-            Err(code) => t.error(code),
+        match worker.step(args.scenario).await {
+            Ok(()) => worker.tally.ok(started.elapsed()),
+            Err(code) => worker.tally.error(code),
         }
     }
-    (t, mine)
+    (worker.tally, worker.mine)
+}
+
+/// One load-generating client and what it knows.
+struct Worker {
+    client: SessionClient,
+    stub: SessionServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    /// Every session of the run (readers pick at random), and how many.
+    sessions: Arc<Mutex<Vec<Session>>>,
+    n: usize,
+    /// The session this worker writes, as it last knew it.
+    mine: Option<Session>,
+    rng: u64,
+    /// The 1 KiB document, built once: the load generator shares the cores with
+    /// what it measures, so only the counter changes per request.
+    template: prost_types::Struct,
+    tally: Tally,
+}
+
+/// One request's outcome: `Err` holds the status code's name.
+type Step = Result<(), String>;
+
+fn code_name(status: &tonic::Status) -> String {
+    format!("{:?}", status.code())
+}
+
+impl Worker {
+    async fn step(&mut self, scenario: Scenario) -> Step {
+        match scenario {
+            Scenario::Health => self.health().await,
+            Scenario::Get => self.get(false).await,
+            Scenario::GetLocal => self.get(true).await,
+            Scenario::Update => self.update().await,
+            Scenario::Hot => self.hot().await,
+            Scenario::MutateHot => self.mutate_hot().await,
+            Scenario::Watch => unreachable!("watch has its own driver"),
+        }
+    }
+
+    async fn health(&mut self) -> Step {
+        let req = HealthCheckRequest {
+            service: String::new(),
+        };
+        self.health
+            .check(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| code_name(&s))
+    }
+
+    /// A read of a random session: strong, or at least at the version last known.
+    async fn get(&mut self, local: bool) -> Step {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let (id, version) = {
+            let s = &self.sessions.lock().expect("sessions")[(self.rng % self.n as u64) as usize];
+            (s.id, s.version)
+        };
+        let req = pb::GetSessionRequest {
+            session_id: id,
+            min_version: local.then_some(version),
+        };
+        let sent = self.stub.get_session(self.client.request(req)).await;
+        sent.map(|_| ()).map_err(|s| code_name(&s))
+    }
+
+    /// A guarded write of this worker's own session.
+    async fn update(&mut self) -> Step {
+        let s = self.mine.as_mut().expect("a session per worker");
+        let counter = s.flags["counter"].as_i64().unwrap_or(0) + 1;
+        let mut doc = self.template.clone();
+        doc.fields
+            .insert("counter".into(), json_to_value(&json!(counter)));
+        let req = pb::UpdateSessionRequest {
+            session_id: s.id,
+            flags: Some(doc),
+            expected_version: Some(s.version),
+            ..Default::default()
+        };
+        match self.stub.update_session(self.client.request(req)).await {
+            Ok(r) => {
+                s.version = r.into_inner().version;
+                s.flags.insert("counter".into(), json!(counter));
+                Ok(())
+            }
+            Err(status) if status.code() == Code::Aborted => {
+                self.tally.conflicts += 1;
+                if let Some(current) = conflict_session(&status) {
+                    *s = current;
+                }
+                Err("Aborted".into())
+            }
+            Err(status) => Err(code_name(&status)),
+        }
+    }
+
+    /// An increment of the one hot session through the client's retry loop.
+    async fn hot(&mut self) -> Step {
+        let before = self.client.stats();
+        let known = self.mine.clone().expect("the hot session");
+        let result = self
+            .client
+            .update_from(known, |s| {
+                let n = s.flags["counter"].as_i64().unwrap_or(0);
+                s.flags.insert("counter".into(), json!(n + 1));
+            })
+            .await;
+        let after = self.client.stats();
+        self.tally.conflicts += after.conflicts - before.conflicts;
+        self.tally.retries += after.retries - before.retries;
+        match result {
+            Ok(s) => {
+                self.mine = Some(s);
+                Ok(())
+            }
+            Err(ClientError::Exhausted { last, .. }) => {
+                self.mine = last.map(|b| *b).or(self.mine.take());
+                Err("Exhausted".into())
+            }
+            Err(e) => Err(code_of(&e)),
+        }
+    }
+
+    /// A server-side increment of the one hot session (never conflicts).
+    async fn mutate_hot(&mut self) -> Step {
+        let id = self.mine.as_ref().expect("the hot session").id;
+        let ops = [ops::increment_quest_steps("hot", 1)];
+        self.client
+            .mutate(id, &ops, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| code_of(&e))
+    }
+}
+
+/// One watcher: the latency of every version it receives that the writer timed.
+async fn watcher(
+    mut stream: tonic::Streaming<pb::GameSession>,
+    sent: Arc<Mutex<HashMap<i64, Instant>>>,
+    deadline: Instant,
+) -> Tally {
+    let mut t = Tally::default();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.next()).await {
+            Ok(Some(Ok(g))) => {
+                if let Some(at) = sent.lock().expect("sent").get(&g.version) {
+                    t.ok(at.elapsed());
+                }
+            }
+            Ok(Some(Err(s))) => {
+                t.error(code_name(&s));
+                break;
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    t
 }
 
 /// `concurrency` watchers on one session; a writer updates it every `write_interval`.
@@ -304,29 +380,9 @@ async fn watch(
     let sent: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let mut watchers = Vec::new();
     for w in 0..args.concurrency {
-        let client = clients[w % clients.len()].clone();
-        let mut stream = client.watch(session.id, session.version).await?;
-        let sent = sent.clone();
-        let deadline = stop.deadline;
-        watchers.push(tokio::spawn(async move {
-            let mut t = Tally::default();
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, stream.next()).await {
-                    Ok(Some(Ok(g))) => {
-                        if let Some(at) = sent.lock().expect("sent").get(&g.version) {
-                            t.ok(at.elapsed());
-                        }
-                    }
-                    Ok(Some(Err(s))) => {
-                        t.error(format!("{:?}", s.code()));
-                        break;
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            t
-        }));
+        let client = &clients[w % clients.len()];
+        let stream = client.watch(session.id, session.version).await?;
+        watchers.push(tokio::spawn(watcher(stream, sent.clone(), stop.deadline)));
     }
     let writer = clients[0].clone();
     let mut known = sessions.lock().expect("sessions")[0].clone();
