@@ -83,6 +83,7 @@ run get-local --scenario get-local --concurrency "$conc"
 run update --scenario update --concurrency "$conc"
 run update-8 --scenario update --concurrency 8
 run update-256 --scenario update --concurrency 256 --connections 16
+run mutate --scenario mutate --concurrency "$conc"
 run hot --scenario hot --concurrency "$conc"
 run mutate-hot --scenario mutate-hot --concurrency "$conc"
 run watch --scenario watch --concurrency "$conc"

@@ -153,6 +153,13 @@ if log="$(render --set redis.enabled=false --set redis.allowReplicasWithoutRedis
 else
   bad "redis.enabled=false + allowReplicasWithoutRedis" "$log"
 fi
+# A Sentinel-managed Redis: the NetworkPolicy opens the sentinels' port as well.
+if log="$(render --set redis.mode=sentinel --set networkPolicy.enabled=true)" \
+  && grep -q "# Redis (sentinel)" <<<"$log" && grep -q "port: 26379" <<<"$log"; then
+  ok "redis.mode=sentinel opens port 26379 in the NetworkPolicy"
+else
+  bad "redis.mode=sentinel NetworkPolicy" "$log"
+fi
 # rateLimit.perSecond is a float for the server: fractions stay, whole numbers stay integers.
 per_second() { grep -A1 "name: SESSION__RATE_LIMIT__PER_SECOND" <<<"$1" | sed -n 's/^ *value: //p'; }
 if log="$(render --set-json rateLimit.perSecond=0.25)" && [[ "$(per_second "$log")" == '"0.25"' ]] \
@@ -185,6 +192,8 @@ negatives=(
   "autoscaling.enabled=true,autoscaling.minReplicas=5,autoscaling.maxReplicas=2|must not exceed"
   "rateLimit.perSecond=-1|at '/rateLimit/perSecond': minimum"
   "redis.allowReplicasWithoutRedis=yes|at '/redis/allowReplicasWithoutRedis': got string, want boolean"
+  "redis.mode=replicated|at '/redis/mode': value must be one of"
+  "redis.keyPrefix={app}|at '/redis/keyPrefix'"
   "replicaCount=2,redis.enabled=false|replicaCount=2 needs redis.enabled=true"
   "autoscaling.enabled=true,redis.enabled=false|autoscaling.enabled needs redis.enabled=true"
 )

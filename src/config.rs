@@ -107,7 +107,9 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://…` (`REDIS_URL`); unset runs with an in-process cache instead.
+    /// `redis://…` (`REDIS_URL`), or a Cluster (`redis-cluster://host:port,host:port…`)
+    /// or the master of a Sentinel group (`redis-sentinel://host:26379,…/<master>`),
+    /// `rediss…` with TLS; unset runs with an in-process cache instead.
     pub url: Option<String>,
     /// Prefix of every key and channel, to share a Redis between deployments.
     pub key_prefix: String,
@@ -355,10 +357,14 @@ impl Settings {
                 "must be a finite number, 0 or more",
             ));
         }
-        if let Some(url) = &self.redis.url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(invalid("redis.url", "must start with redis:// or rediss://"));
+        if let Some(url) = &self.redis.url {
+            crate::cache::layout::parse(url).map_err(|why| invalid("redis.url", why))?;
+        }
+        if self.redis.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must not contain { or } (on a Cluster the hash tag is the session's bucket)",
+            ));
         }
         self.validate_auth()
     }

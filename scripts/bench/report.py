@@ -43,7 +43,7 @@ redis_p50 = re.search(r"p50=([\d.]+) msec", redis)
 rss_mib = int(read("rss-kib.txt").strip() or 0) / 1024
 batches = read("batches.txt").strip() if os.path.exists(os.path.join(work, "batches.txt")) else ""
 
-names = ["health", "get", "get-local", "update", "update-8", "update-256", "hot", "mutate-hot", "watch", "get-256"]
+names = ["health", "get", "get-local", "update", "update-8", "update-256", "mutate", "hot", "mutate-hot", "watch", "get-256"]
 s = {n: bench(n) for n in names if os.path.exists(os.path.join(work, n + ".json"))}
 
 
@@ -92,6 +92,7 @@ labels = {
     "update": "update (expected_version)",
     "update-8": "update at concurrency 8",
     "update-256": "update at concurrency 256",
+    "mutate": "mutate (MutateSession, one session per client)",
     "hot": "hot (update_with_retry, one session)",
     "mutate-hot": "mutate-hot (MutateSession, one session)",
     "watch": "watch (delivery latency)",

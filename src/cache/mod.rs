@@ -4,6 +4,7 @@
 //! counts) its failures, and callers fall back to the database.
 
 mod hub;
+pub mod layout;
 mod local;
 mod recent;
 mod redis;

@@ -1,8 +1,15 @@
-//! The shared cache of several replicas: fred over Redis.
+//! The shared cache of several replicas: fred over Redis (one server, one behind
+//! Sentinel, or a Cluster; see `layout.rs` for the names of keys and channels).
 //!
-//! Keys: `{prefix}session:{id}` is a hash `{v: version, d: protobuf GameSession}` with
-//! a TTL; a tombstone is the same hash with `v` = 2^53 and no data. Notices go over
-//! the pub/sub channel `{prefix}session-updates` as `"<id>:<version>"`.
+//! A session's key is a hash `{v: version, d: protobuf GameSession}` with a TTL; a
+//! tombstone is the same hash with `v` = 2^53 and no data. Notices go over pub/sub
+//! (sharded on a Cluster) as `"<id>:<version>"`.
+//!
+//! After a reconnect (a failover, a restarted or replaced server) the entries Redis
+//! holds may be older than writes it acknowledged before: a replica promoted by
+//! Sentinel or a Cluster failover may not have received them. So for one TTL after
+//! any reconnect, reads bypass the cache (the database answers) while write-throughs
+//! refresh it: a failover costs latency, never a stale read.
 
 use std::{
     collections::HashMap,
@@ -20,8 +27,13 @@ use fred::{
     types::{Message, scripts::Script},
 };
 use prost::Message as _;
+use tokio::{sync::broadcast, time::Instant};
 
-use super::{Hub, Lookup, Notice, SessionCache, Subscription, write_through};
+use super::{
+    Hub, Lookup, Notice, SessionCache, Subscription,
+    layout::{self, Layout},
+    write_through,
+};
 use crate::{
     domain::Session,
     telemetry::{Metrics, logging::redact_url},
@@ -31,8 +43,8 @@ use crate::{
 /// The one cache-fill script: set only if the cached version is older or absent.
 /// A tombstone carries the largest version, so nothing overwrites it until it expires.
 /// Idempotent, so fred re-sending it after a reconnect is harmless.
-/// After a commit it also publishes the notice (ARGV[4] channel, ARGV[5] message), so
-/// a write-through costs one round trip.
+/// After a commit it also publishes the notice (ARGV[4] channel, ARGV[5] message,
+/// ARGV[6] PUBLISH or SPUBLISH), so a write-through costs one round trip.
 const FILL_LUA: &str = r"
 local held = redis.call('HGET', KEYS[1], 'v')
 local stored = 0
@@ -42,7 +54,7 @@ if not held or tonumber(held) < tonumber(ARGV[1]) then
   stored = 1
 end
 if ARGV[4] then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  redis.call(ARGV[6], ARGV[4], ARGV[5])
 end
 return stored
 ";
@@ -53,8 +65,11 @@ const TOMBSTONE_VERSION: i64 = 1 << 53;
 /// Connection and cache settings.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
+    /// `redis://`, `redis-cluster://` or `redis-sentinel://` (and their TLS forms);
+    /// see [`layout::parse`].
     pub url: String,
-    /// Prepended to every key and the channel, so deployments (and tests) can share a server.
+    /// Prepended to every key and channel, so deployments (and tests) can share a
+    /// server. No `{` or `}`: on a Cluster the hash tag must be the session's bucket.
     pub key_prefix: String,
     pub pool_size: usize,
     /// A command slower than this is abandoned and the database answers instead.
@@ -68,8 +83,7 @@ pub struct RedisCache {
     pool: Pool,
     options: Options,
     script: Script,
-    prefix: String,
-    pub(super) channel: String,
+    pub(super) layout: Layout,
     pub(super) ttl_ms: i64,
     tombstone_ttl_ms: i64,
     hub: Hub,
@@ -81,11 +95,12 @@ pub struct RedisCache {
     dirty: Mutex<HashMap<i64, Option<Session>>>,
     /// Write-throughs after commits, sent in groups (see `write_through.rs`).
     write_through: write_through::Queue,
+    /// Until when reads bypass the cache after a reconnect (see the module docs).
+    suspect_until: Mutex<Option<Instant>>,
     _subscriber: SubscriberClient,
 }
 
-fn builder(settings: &RedisSettings) -> Result<Builder, Error> {
-    let config = Config::from_url(&settings.url)?;
+fn builder(config: Config, settings: &RedisSettings) -> Result<Builder, Error> {
     let mut builder = Builder::from_config(config);
     builder
         .with_connection_config(|c| {
@@ -102,7 +117,15 @@ impl RedisCache {
     /// Builds the pool and subscriber and starts connecting. Does not wait for Redis:
     /// a service whose Redis is down starts anyway and uses the database.
     pub async fn start(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, Error> {
-        let builder = builder(settings)?;
+        let (topology, config) =
+            layout::parse(&settings.url).map_err(|why| Error::new(ErrorKind::Config, why))?;
+        if settings.key_prefix.contains(['{', '}']) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "redis.key_prefix must not contain { or }",
+            ));
+        }
+        let builder = builder(config, settings)?;
         let pool = builder.build_pool(settings.pool_size.max(1))?;
         let subscriber = builder.build_subscriber_client()?;
         pool.connect();
@@ -114,10 +137,9 @@ impl RedisCache {
         } else {
             tracing::warn!(url = %redact_url(&settings.url), "redis not reachable at start; serving from the database until it is");
         }
-        let prefix = settings.key_prefix.clone();
-        let channel = format!("{prefix}session-updates");
+        let layout = Layout::new(topology, &settings.key_prefix);
         let hub = Hub::default();
-        spawn_listener(&subscriber, channel.clone(), hub.clone());
+        spawn_listener(&subscriber, &layout, hub.clone());
         let (write_through, queued) = write_through::queue();
         let cache = Self {
             options: Options {
@@ -126,8 +148,7 @@ impl RedisCache {
                 ..Default::default()
             },
             script: Script::from_lua(FILL_LUA),
-            prefix,
-            channel,
+            layout,
             ttl_ms: settings.ttl.as_millis() as i64,
             tombstone_ttl_ms: settings.tombstone_ttl.as_millis() as i64,
             hub,
@@ -136,16 +157,37 @@ impl RedisCache {
             pool,
             dirty: Mutex::default(),
             write_through,
+            suspect_until: Mutex::new(None),
             _subscriber: subscriber,
         };
         let cache = Arc::new(cache);
+        for client in cache.pool.clients() {
+            tokio::spawn(distrust_after_reconnects(
+                Arc::downgrade(&cache),
+                client.reconnect_rx(),
+            ));
+        }
         tokio::spawn(maintain(Arc::downgrade(&cache)));
         tokio::spawn(write_through::run(Arc::downgrade(&cache), queued));
         Ok(cache)
     }
 
     pub(super) fn key(&self, id: i64) -> String {
-        format!("{}session:{id}", self.prefix)
+        self.layout.key(id)
+    }
+
+    /// True for a TTL after a reconnect: entries may predate acknowledged writes.
+    fn suspect(&self) -> bool {
+        let mut until = self.suspect_until.lock().expect("suspect lock");
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                tracing::info!("cache entries trusted again (one TTL since the reconnect)");
+                false
+            }
+            None => false,
+        }
     }
 
     pub(super) fn client(&self) -> fred::clients::WithOptions<Client> {
@@ -167,8 +209,9 @@ impl RedisCache {
         let args = || -> Vec<Value> {
             let mut args: Vec<Value> = vec![version.into(), data.as_slice().into(), ttl_ms.into()];
             if let Some(n) = notice {
-                args.push(self.channel.as_str().into());
+                args.push(self.layout.channel(id).into());
                 args.push(n.encode().into());
+                args.push(self.layout.publish_command().into());
             }
             args
         };
@@ -177,11 +220,23 @@ impl RedisCache {
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                client.script_load::<String, _>(FILL_LUA).await?;
+                self.load_script(FILL_LUA).await?;
                 client.evalsha(self.script.sha1().clone(), key, args()).await
             }
             other => other,
         }
+    }
+
+    /// Loads a script where EVALSHA will look for it: the one server, or every
+    /// primary of a Cluster (a key's script runs on the node that owns its slot).
+    pub(super) async fn load_script(&self, lua: &str) -> Result<(), Error> {
+        let client = self.client();
+        if self.layout.sharded() {
+            client.script_load_cluster::<String, _>(lua).await?;
+        } else {
+            client.script_load::<String, _>(lua).await?;
+        }
+        Ok(())
     }
 
     /// Counts a failed command; the first failure of an outage is logged as a warning.
@@ -284,17 +339,17 @@ async fn maintain(cache: Weak<RedisCache>) {
     }
 }
 
-/// Feeds notices from Redis to this process's watchers; fred re-subscribes after reconnects.
-fn spawn_listener(subscriber: &SubscriberClient, channel: String, hub: Hub) {
+/// Feeds notices from Redis to this process's watchers; fred re-subscribes after
+/// reconnects (and re-sends sharded subscriptions to the slots' new owners).
+fn spawn_listener(subscriber: &SubscriberClient, layout: &Layout, hub: Hub) {
     let mut messages = subscriber.message_rx();
     // Re-subscribes after reconnects; runs as long as the client lives.
     drop(subscriber.manage_subscriptions());
     let sub = subscriber.clone();
+    let channels = layout.channels();
+    let sharded = layout.sharded();
     tokio::spawn(async move {
-        // Subscribing before connecting is fine: it is tracked and sent on connect.
-        if let Err(error) = sub.subscribe(channel.clone()).await {
-            tracing::warn!(%error, "redis subscribe failed; will retry on reconnect");
-        }
+        subscribe_all(&sub, channels, sharded).await;
         loop {
             match messages.recv().await {
                 Ok(Message { value, .. }) => {
@@ -309,10 +364,56 @@ fn spawn_listener(subscriber: &SubscriberClient, channel: String, hub: Hub) {
     });
 }
 
+/// Subscribes to `channels`. A plain subscription made before the connection is up
+/// is tracked and sent on connect; a sharded one is tracked only once a shard
+/// accepted it, so those are retried (each alone: one slot per SSUBSCRIBE) until
+/// every one is in place.
+async fn subscribe_all(sub: &SubscriberClient, channels: Vec<String>, sharded: bool) {
+    if !sharded {
+        if let Err(error) = sub.subscribe(channels).await {
+            tracing::warn!(%error, "redis subscribe failed; will retry on reconnect");
+        }
+        return;
+    }
+    let mut pending = channels;
+    let mut delay = Duration::from_millis(100);
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        for channel in pending {
+            if sub.ssubscribe(channel.clone()).await.is_err() {
+                failed.push(channel);
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(channels = failed.len(), "sharded subscribe failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        pending = failed;
+    }
+}
+
+/// Marks the cache suspect for one TTL whenever a connection is made after start
+/// (a reconnect, or the first connection to a Redis that was down at start): see the
+/// module docs.
+async fn distrust_after_reconnects(cache: Weak<RedisCache>, mut reconnects: broadcast::Receiver<Server>) {
+    loop {
+        let server = match reconnects.recv().await {
+            Ok(server) => server,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(cache) = cache.upgrade() else { return };
+        let ttl = Duration::from_millis(cache.ttl_ms.max(0) as u64);
+        *cache.suspect_until.lock().expect("suspect lock") = Some(Instant::now() + ttl);
+        tracing::warn!(%server, "redis (re)connected: reading from the database for one cache TTL");
+    }
+}
+
 #[async_trait]
 impl SessionCache for RedisCache {
     async fn get(&self, id: i64) -> Lookup {
-        if self.is_dirty(id) {
+        if self.is_dirty(id) || self.suspect() {
             self.metrics.cache_outcome("bypass");
             return Lookup::Miss;
         }
@@ -375,7 +476,13 @@ impl SessionCache for RedisCache {
     async fn publish(&self, notice: Notice) {
         // Local watchers first: they need not wait for the round trip through Redis.
         self.hub.notify(notice);
-        let sent: Result<i64, _> = self.client().publish(self.channel.clone(), notice.encode()).await;
+        let channel = self.layout.channel(notice.session_id);
+        let client = self.client();
+        let sent: Result<i64, _> = if self.layout.sharded() {
+            client.spublish(channel, notice.encode()).await
+        } else {
+            client.publish(channel, notice.encode()).await
+        };
         if let Err(error) = sent {
             self.failed("publish", &error);
         }

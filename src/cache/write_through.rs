@@ -6,7 +6,10 @@
 //! A caller still waits for its own write-through before answering: a strong read on
 //! another replica must never find Redis older than an acknowledged write.
 
-use std::sync::{Arc, Weak};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+};
 
 use fred::{prelude::*, types::scripts::Script};
 use prost::Message as _;
@@ -15,12 +18,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Notice, RedisCache};
 use crate::{domain::Session, wire::pb};
 
-/// The fill script of `redis.rs` for many keys: for key i, ARGV[4i+1..4i+4] are the
-/// version, the encoded session, the TTL in ms and the notice; the last ARGV is the
-/// channel. Each key is set only if its cached version is older or absent (a
-/// tombstone's version is larger than any). Idempotent, so a re-send is harmless.
+/// The fill script of `redis.rs` for many keys of one slot: for key i,
+/// ARGV[4i+1..4i+4] are the version, the encoded session, the TTL in ms and the
+/// notice; the last two ARGV are PUBLISH or SPUBLISH and the channel. Each key is
+/// set only if its cached version is older or absent (a tombstone's version is
+/// larger than any). Idempotent, so a re-send is harmless.
 const FILL_MANY_LUA: &str = r"
 local channel = ARGV[#ARGV]
+local publish = ARGV[#ARGV - 1]
 local stored = {}
 for i, key in ipairs(KEYS) do
   local a = (i - 1) * 4
@@ -32,7 +37,7 @@ for i, key in ipairs(KEYS) do
   else
     stored[i] = 0
   end
-  redis.call('PUBLISH', channel, ARGV[a + 4])
+  redis.call(publish, channel, ARGV[a + 4])
 end
 return stored
 ";
@@ -62,17 +67,15 @@ pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
             }
         }
         let Some(cache) = cache.upgrade() else { return };
-        let sessions: Vec<&Arc<Session>> = group.iter().map(|(s, _)| s).collect();
-        match send(&cache, &script, &sessions).await {
-            Ok(()) => cache.succeeded(),
-            Err(error) => {
-                // Redis may still hold older versions: reads bypass them until repaired.
-                cache.failed("write-through", &error);
-                for s in &sessions {
-                    cache.mark_dirty(s.id, Some(Session::clone(s)));
-                }
-            }
+        // One script call per slot (on one Redis, one call for all), sent together.
+        let mut slots: BTreeMap<i64, Vec<&Arc<Session>>> = BTreeMap::new();
+        for (s, _) in &group {
+            slots.entry(cache.layout.group(s.id)).or_default().push(s);
         }
+        let calls = slots
+            .values()
+            .map(|sessions| send_or_mark(&cache, &script, sessions));
+        futures::future::join_all(calls).await;
         drop(cache);
         for (_, done) in group {
             // The caller may have gone: its write is committed regardless.
@@ -81,7 +84,22 @@ pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
     }
 }
 
-/// One script call for `sessions`; loads the script on NOSCRIPT (first use, restart, flush).
+/// Writes `sessions` through; if that fails, Redis may still hold older versions:
+/// reads of them bypass the cache until repaired.
+async fn send_or_mark(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) {
+    match send(cache, script, sessions).await {
+        Ok(()) => cache.succeeded(),
+        Err(error) => {
+            cache.failed("write-through", &error);
+            for s in sessions {
+                cache.mark_dirty(s.id, Some(Session::clone(s)));
+            }
+        }
+    }
+}
+
+/// One script call for `sessions` (all of one slot); loads the script on NOSCRIPT
+/// (first use, restart, flush).
 async fn send(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -> Result<(), Error> {
     let keys = || -> Vec<String> { sessions.iter().map(|s| cache.key(s.id)).collect() };
     let args = || -> Vec<Value> {
@@ -92,14 +110,15 @@ async fn send(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -
             args.push(cache.ttl_ms.into());
             args.push(Notice::updated(s.id, s.version).encode().into());
         }
-        args.push(cache.channel.as_str().into());
+        args.push(cache.layout.publish_command().into());
+        args.push(cache.layout.channel(sessions[0].id).into());
         args
     };
     let client = cache.client();
     let sent: Result<Vec<i64>, Error> = client.evalsha(script.sha1().clone(), keys(), args()).await;
     match sent {
         Err(e) if e.details().starts_with("NOSCRIPT") => {
-            client.script_load::<String, _>(FILL_MANY_LUA).await?;
+            cache.load_script(FILL_MANY_LUA).await?;
             let _: Vec<i64> = client.evalsha(script.sha1().clone(), keys(), args()).await?;
             Ok(())
         }

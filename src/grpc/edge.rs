@@ -104,7 +104,7 @@ where
                     None
                 } else {
                     match edge.permits.clone().try_acquire_owned() {
-                        Ok(p) => Some(p),
+                        Ok(p) => Some(InFlight::new(p, &edge.metrics)),
                         Err(_) => {
                             let status =
                                 exhausted("server overloaded; retry with backoff", reason::OVERLOADED);
@@ -122,6 +122,29 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// A request holding one of the concurrency limit's permits, counted in the
+/// in-flight gauge while it does.
+struct InFlight {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl InFlight {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: &Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            _permit: permit,
+            gauge: metrics.in_flight.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 

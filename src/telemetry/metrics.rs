@@ -40,6 +40,8 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    /// Requests holding a slot of `server.concurrency_limit` (health checks never do).
+    pub in_flight: Gauge,
     pub latency: LatencyFamily,
     pub conflicts: Counter,
     pub replays: Counter,
@@ -67,6 +69,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("session");
         let m = Self {
             requests: Family::default(),
+            in_flight: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram),
             conflicts: Counter::default(),
             replays: Counter::default(),
@@ -85,6 +88,11 @@ impl Metrics {
             "grpc_requests",
             "gRPC requests by method and status code",
             m.requests.clone(),
+        );
+        r.register(
+            "grpc_requests_in_flight",
+            "gRPC requests holding a slot of the concurrency limit (beyond it they are shed)",
+            m.in_flight.clone(),
         );
         r.register(
             "grpc_request_duration_seconds",

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod redis;
 pub mod report;
 pub mod skip;
+pub mod topologies;
 
 use std::{net::SocketAddr, time::Duration};
 

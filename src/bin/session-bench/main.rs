@@ -22,6 +22,8 @@ pub enum Scenario {
     GetLocal,
     /// UpdateSession with expected_version, one session per client (no contention).
     Update,
+    /// MutateSession without expected_version (a quest step), one session per client.
+    Mutate,
     /// N clients on ONE session through the client's update_with_retry.
     Hot,
     /// N clients incrementing one quest counter through MutateSession.

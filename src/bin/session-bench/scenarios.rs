@@ -71,7 +71,7 @@ async fn setup(args: &Args, client: &SessionClient) -> Result<Vec<Session>, BoxE
     let n = match args.scenario {
         Scenario::Health => 0,
         Scenario::Get | Scenario::GetLocal => args.sessions.max(1),
-        Scenario::Update => args.sessions.max(args.concurrency),
+        Scenario::Update | Scenario::Mutate => args.sessions.max(args.concurrency),
         Scenario::Hot | Scenario::MutateHot | Scenario::Watch => 1,
     };
     let mut sessions = Vec::with_capacity(n);
@@ -240,6 +240,7 @@ impl Worker {
             Scenario::Get => self.get(false).await,
             Scenario::GetLocal => self.get(true).await,
             Scenario::Update => self.update().await,
+            Scenario::Mutate => self.mutate().await,
             Scenario::Hot => self.hot().await,
             Scenario::MutateHot => self.mutate_hot().await,
             Scenario::Watch => unreachable!("watch has its own driver"),
@@ -302,6 +303,17 @@ impl Worker {
             }
             Err(status) => Err(code_name(&status)),
         }
+    }
+
+    /// A server-side quest step on this worker's own session (never conflicts).
+    async fn mutate(&mut self) -> Step {
+        let id = self.mine.as_ref().expect("a session per worker").id;
+        let ops = [ops::increment_quest_steps("q", 1)];
+        self.client
+            .mutate(id, &ops, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| code_of(&e))
     }
 
     /// An increment of the one hot session through the client's retry loop.

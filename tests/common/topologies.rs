@@ -1,0 +1,257 @@
+//! Redis deployments of a test's own, from `redis-server`: a Cluster of masters, and
+//! a Sentinel group (master, replica, sentinel) that can be failed over.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use super::eventually;
+
+/// A process this test started; killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True if `redis-server` and `redis-cli` run here (CI must have them).
+fn binaries_present() -> bool {
+    let present = ["redis-server", "redis-cli"].iter().all(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    assert!(
+        present || std::env::var_os("CI").is_none(),
+        "CI needs redis-server and redis-cli"
+    );
+    if !present {
+        super::skip::skipped("private Redis", "redis-server on PATH");
+    }
+    present
+}
+
+/// `redis-cli -p <port> <args…>`'s output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn spawn(dir: &std::path::Path, args: &[&str]) -> Process {
+    let child = Command::new("redis-server")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    Process(child)
+}
+
+async fn answers(port: u16) {
+    eventually(
+        &format!("redis-server on {port} answers"),
+        Duration::from_secs(10),
+        || async move { cli(port, &["PING"]).contains("PONG").then_some(()) },
+    )
+    .await;
+}
+
+/// Options every private server shares: loopback, no persistence.
+fn base_args(port: &str) -> Vec<&str> {
+    vec![
+        "--port",
+        port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+}
+
+/// A Redis Cluster of `masters` masters (no replicas), all slots assigned.
+pub struct PrivateCluster {
+    pub ports: Vec<u16>,
+    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    pub async fn start(masters: usize) -> Option<Self> {
+        if !binaries_present() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..masters).map(|_| free_port()).collect();
+        let mut processes = Vec::new();
+        for port in &ports {
+            let port = port.to_string();
+            let conf = format!("nodes-{port}.conf");
+            let mut args = base_args(&port);
+            args.extend(["--cluster-enabled", "yes", "--cluster-config-file", &conf]);
+            args.extend(["--cluster-node-timeout", "2000"]);
+            processes.push(spawn(dir.path(), &args));
+        }
+        for port in &ports {
+            answers(*port).await;
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create runs");
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for port in &ports {
+            let port = *port;
+            eventually(
+                "the cluster is ok on every node",
+                Duration::from_secs(20),
+                || async move {
+                    cli(port, &["CLUSTER", "INFO"])
+                        .contains("cluster_state:ok")
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+        Some(Self {
+            ports,
+            _processes: processes,
+            _dir: dir,
+        })
+    }
+
+    /// `redis-cluster://` naming every node, as an operator would.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+
+    /// Subscribers of a sharded channel, summed over the nodes (each counts its own).
+    pub fn shard_subscribers(&self, channel: &str) -> i64 {
+        self.ports
+            .iter()
+            .map(|p| {
+                let out = cli(*p, &["PUBSUB", "SHARDNUMSUB", channel]);
+                out.lines()
+                    .nth(1)
+                    .and_then(|n| n.trim().parse::<i64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// The master name the Sentinel group monitors.
+pub const MASTER: &str = "sessions";
+
+/// A master, one replica and one sentinel watching them.
+pub struct PrivateSentinel {
+    pub ports: [u16; 2],
+    pub sentinel: u16,
+    _processes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateSentinel {
+    pub async fn start() -> Option<Self> {
+        if !binaries_present() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+        let mut processes = vec![spawn(dir.path(), &base_args(&master.to_string()))];
+        answers(master).await;
+        let replica_port = replica.to_string();
+        let master_port = master.to_string();
+        let mut args = base_args(&replica_port);
+        args.extend(["--replicaof", "127.0.0.1", &master_port]);
+        processes.push(spawn(dir.path(), &args));
+        answers(replica).await;
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel}\nbind 127.0.0.1\n\
+                 sentinel monitor {MASTER} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 5000\n"
+            ),
+        )
+        .unwrap();
+        let conf = conf.to_string_lossy().into_owned();
+        processes.push(spawn(dir.path(), &[&conf, "--sentinel"]));
+        answers(sentinel).await;
+        let group = Self {
+            ports: [master, replica],
+            sentinel,
+            _processes: processes,
+            _dir: dir,
+        };
+        // A failover needs the sentinel to know the replica, and the replica in sync.
+        eventually(
+            "the sentinel knows the synced replica",
+            Duration::from_secs(30),
+            || async {
+                let replicas = cli(sentinel, &["SENTINEL", "REPLICAS", MASTER]);
+                let synced = cli(replica, &["INFO", "replication"]).contains("master_link_status:up");
+                (replicas.contains(&replica.to_string()) && synced).then_some(())
+            },
+        )
+        .await;
+        Some(group)
+    }
+
+    /// `redis-sentinel://` naming the sentinel and the master name.
+    pub fn url(&self) -> String {
+        format!("redis-sentinel://127.0.0.1:{}/{MASTER}", self.sentinel)
+    }
+
+    /// The port the sentinel names as master now.
+    pub fn master(&self) -> u16 {
+        let out = cli(self.sentinel, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER]);
+        out.lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .expect("a master port")
+    }
+
+    /// `SENTINEL FAILOVER`, then waits until the other server is master.
+    pub async fn failover(&self) -> u16 {
+        let before = self.master();
+        let answer = cli(self.sentinel, &["SENTINEL", "FAILOVER", MASTER]);
+        assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+        eventually("the replica is promoted", Duration::from_secs(30), || async {
+            let now = self.master();
+            let promoted = cli(now, &["ROLE"]).starts_with("master");
+            (now != before && promoted).then_some(now)
+        })
+        .await
+    }
+}

@@ -1,0 +1,303 @@
+//! The Redis that operators run at scale: a 3-master Cluster and a Sentinel group,
+//! each started from `redis-server` by the test, under two service replicas on one
+//! PostgreSQL.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{
+    metrics::{metrics_on, scrape, value},
+    topologies::{PrivateCluster, PrivateSentinel},
+    *,
+};
+use futures::StreamExt;
+use serde_json::json;
+use session_service::{
+    client::{ClientError, Credentials, SessionClient, new_request_id},
+    domain::Session,
+    pb,
+};
+
+/// Two replicas on one fresh PostgreSQL database, sharing the Redis at `url`.
+async fn two_replicas(
+    url: String,
+    tweak: impl Fn(&mut session_service::config::Settings),
+) -> (TestApp, TestApp) {
+    let db = TestDb::create(Backend::Postgres).await;
+    let mut settings = test_settings(&db);
+    metrics_on(&mut settings);
+    settings.redis.url = Some(url);
+    tweak(&mut settings);
+    let db_b = TestDb::same_as(&db);
+    let a = TestApp::start(db, settings.clone()).await;
+    let b = TestApp::start(db_b, settings).await;
+    (a, b)
+}
+
+fn cache_hits(metrics: &str) -> f64 {
+    value(metrics, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0)
+}
+
+fn set_counter(id: i64, n: i64, expected: i64) -> pb::UpdateSessionRequest {
+    pb::UpdateSessionRequest {
+        session_id: id,
+        flags: Some(obj(json!({ "counter": n }))),
+        expected_version: Some(expected),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_a_cluster_share_the_cache_and_stream_each_others_writes() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(cluster) = PrivateCluster::start(3).await else {
+        return;
+    };
+    let (a, b) = two_replicas(cluster.url(), |_| {}).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let s = create(&mut cb, 1, json!({})).await;
+
+    // Both replicas listen on the session's shard channel (every bucket's, in fact).
+    let channel = format!("session-updates:{{{}}}", s.id % 1024);
+    eventually(
+        "both replicas subscribed on the shard",
+        Duration::from_secs(10),
+        || async { (cluster.shard_subscribers(&channel) >= 2).then_some(()) },
+    )
+    .await;
+    let watch = pb::WatchSessionRequest {
+        session_id: s.id,
+        since_version: s.version,
+    };
+    let mut stream = ca.watch_session(as_user(1, watch)).await.unwrap().into_inner();
+    for n in 1..=5 {
+        let written = cb
+            .update_session(as_user(1, set_counter(s.id, n, n)))
+            .await
+            .unwrap()
+            .into_inner();
+        let streamed = tokio::time::timeout(Duration::from_secs(1), stream.next())
+            .await
+            .expect("a write on one replica streams on the other within 1 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(streamed.version, written.version);
+        let read = ca
+            .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            read.version, written.version,
+            "never older than an acknowledged write"
+        );
+    }
+
+    // Sessions in many buckets (so on every shard): writes on one replica, strong and
+    // monotonic reads on the other.
+    let mut sessions = Vec::new();
+    for _ in 0..24 {
+        sessions.push(create(&mut ca, 1, json!({})).await);
+    }
+    let hits_before = cache_hits(&scrape(&b).await);
+    for round in 1..=3 {
+        for s in &sessions {
+            let written = ca
+                .update_session(as_user(1, set_counter(s.id, round, round)))
+                .await
+                .unwrap()
+                .into_inner();
+            let read = cb
+                .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(read.version, written.version, "session {}", s.id);
+            assert_eq!(json(&read.flags)["counter"], json!(round));
+        }
+    }
+    let hits = cache_hits(&scrape(&b).await) - hits_before;
+    assert!(
+        hits >= 72.0,
+        "the other replica's reads came from the cluster cache: {hits} hits"
+    );
+    a.finish().await;
+    b.finish().await;
+}
+
+/// The per-session facts the checker keeps.
+struct Tally {
+    /// Increments acknowledged to a writer.
+    acknowledged: Vec<AtomicI64>,
+    /// The highest version acknowledged (to a writer) or read.
+    floor: Vec<AtomicI64>,
+    stale_reads: AtomicI64,
+    reads: AtomicI64,
+    /// The longest time from a call's first failure to its success.
+    longest_outage: Mutex<Duration>,
+}
+
+impl Tally {
+    fn failed_for(&self, since: Option<Instant>) {
+        if let Some(since) = since {
+            let mut longest = self.longest_outage.lock().unwrap();
+            *longest = (*longest).max(since.elapsed());
+        }
+    }
+}
+
+fn counter(s: &Session) -> i64 {
+    s.flags
+        .get("counter")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// One logical increment, applied exactly once whatever fails: resent with the same
+/// request id until acknowledged (the server answers a replay from its record).
+async fn increment(c: &SessionClient, id: i64, tally: &Tally, i: usize) {
+    let request_id = new_request_id();
+    let mut failing_since = None;
+    loop {
+        let result = match c.get(id).await {
+            Ok(base) => {
+                let bump = |s: &mut Session| {
+                    s.flags.insert("counter".into(), json!(counter(s) + 1));
+                };
+                c.update_idempotent(base, request_id.clone(), bump).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(s) => {
+                tally.failed_for(failing_since);
+                tally.acknowledged[i].fetch_add(1, Ordering::SeqCst);
+                tally.floor[i].fetch_max(s.version, Ordering::SeqCst);
+                return;
+            }
+            Err(e @ ClientError::Status(_)) if !e.is_transient() => panic!("unexpected refusal: {e}"),
+            Err(_) => {
+                failing_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A strong read that must not be older than what was acknowledged before it began.
+async fn read(c: &SessionClient, id: i64, tally: &Tally, i: usize) {
+    let floor = tally.floor[i].load(Ordering::SeqCst);
+    if let Ok(s) = c.get(id).await {
+        tally.reads.fetch_add(1, Ordering::Relaxed);
+        if s.version < floor {
+            tally.stale_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        tally.floor[i].fetch_max(s.version, Ordering::SeqCst);
+    }
+}
+
+async fn user_client(app: &TestApp) -> SessionClient {
+    SessionClient::new(app.channel().await).with_credentials(Credentials::UserId(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_goes_back() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(group) = PrivateSentinel::start().await else {
+        return;
+    };
+    // A short TTL, so the post-failover distrust ends within the test.
+    let (a, b) = two_replicas(group.url(), |s| s.redis.ttl_secs = 2).await;
+    let (on_a, on_b) = (user_client(&a).await, user_client(&b).await);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(
+            on_a.create(session_service::client::create_request(1, 10, &json!({})))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let tally = Arc::new(Tally {
+        acknowledged: ids.iter().map(|_| AtomicI64::new(0)).collect(),
+        floor: ids.iter().map(|_| AtomicI64::new(1)).collect(),
+        stale_reads: AtomicI64::new(0),
+        reads: AtomicI64::new(0),
+        longest_outage: Mutex::new(Duration::ZERO),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        // Writers on one replica, readers of the same sessions on the other.
+        let (writer, reader) = if worker % 2 == 0 {
+            (&on_a, &on_b)
+        } else {
+            (&on_b, &on_a)
+        };
+        let (writer, reader) = (writer.clone(), reader.clone());
+        let (ids, tally, stop) = (ids.clone(), tally.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while !stop.load(Ordering::SeqCst) {
+                let i = n % ids.len();
+                increment(&writer, ids[i], &tally, i).await;
+                read(&reader, ids[i], &tally, i).await;
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // load before the fault
+    let old_master = group.master();
+    let new_master = group.failover().await;
+    assert_ne!(old_master, new_master);
+    tokio::time::sleep(Duration::from_millis(3000)).await; // load after it, past one TTL
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let (mut lost, mut duplicated, mut acknowledged) = (0, 0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let stored = counter(&on_a.get(*id).await.unwrap());
+        let acked = tally.acknowledged[i].load(Ordering::SeqCst);
+        acknowledged += acked;
+        lost += (acked - stored).max(0);
+        duplicated += (stored - acked).max(0);
+    }
+    let longest = *tally.longest_outage.lock().unwrap();
+    let stale = tally.stale_reads.load(Ordering::SeqCst);
+    let _ = writeln!(
+        std::io::stderr(),
+        "sentinel failover mid-load: {acknowledged} acknowledged increments, {} reads, \
+         lost {lost}, duplicated {duplicated}, stale reads {stale}, longest failed-call window {longest:?}",
+        tally.reads.load(Ordering::Relaxed),
+    );
+    assert!(acknowledged > 50, "the load ran: {acknowledged}");
+    assert_eq!((lost, duplicated, stale), (0, 0, 0));
+
+    // The new master serves the cache once its entries can be trusted again.
+    let hits_before = cache_hits(&scrape(&b).await);
+    eventually(
+        "reads hit the cache on the new master",
+        Duration::from_secs(10),
+        || async {
+            on_b.get(ids[0]).await.unwrap();
+            (cache_hits(&scrape(&b).await) > hits_before).then_some(())
+        },
+    )
+    .await;
+    a.finish().await;
+    b.finish().await;
+}
