@@ -89,6 +89,9 @@ run mutate-hot --scenario mutate-hot --concurrency "$conc"
 run watch --scenario watch --concurrency "$conc"
 run get-256 --scenario get --concurrency 256 --connections 16
 grep VmHWM "/proc/$server_pid/status" | awk '{print $2}' > "$work/rss-kib.txt"
+# The audit trail the run left (SCALING.md sizes the events table from it).
+psql "$db_url" -tAc "select count(*), pg_total_relation_size('session_events') from session_events" \
+  > "$work/events.txt" || true
 # The group-commit histogram, as a markdown table (empty if the server has none).
 curl -s "http://127.0.0.1:$((port + 1))/metrics" | python3 scripts/bench/batches.py > "$work/batches.txt" || true
 

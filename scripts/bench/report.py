@@ -145,6 +145,14 @@ lines = [
     f"| {verdict(mutate_ratio >= 0.5 and failed(s['mutate-hot']) == 0)} |",
     f"| server peak RSS < 64 MiB (after concurrency 256) | {rss_mib:.1f} MiB | {verdict(rss_mib < 64)} |",
 ]
+events = read("events.txt").strip() if os.path.exists(os.path.join(work, "events.txt")) else ""
+if events:
+    rows, size = (int(x) for x in events.split("|"))
+    lines += [
+        "",
+        f"The run left {rows:,} rows in `session_events` taking {size / 2**20:.1f} MiB with their indexes: "
+        f"**{size / max(rows, 1):.0f} bytes per event** (a 1 KiB `flags` document changed per write).",
+    ]
 if batches:
     lines += ["", "Group-commit batch sizes over the whole run (`session_write_batch_size`, from /metrics):", "", batches]
 lines += [

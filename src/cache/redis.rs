@@ -5,11 +5,13 @@
 //! tombstone is the same hash with `v` = 2^53 and no data. Notices go over pub/sub
 //! (sharded on a Cluster) as `"<id>:<version>"`.
 //!
-//! After a reconnect (a failover, a restarted or replaced server) the entries Redis
-//! holds may be older than writes it acknowledged before: a replica promoted by
-//! Sentinel or a Cluster failover may not have received them. So for one TTL after
-//! any reconnect, reads bypass the cache (the database answers) while write-throughs
-//! refresh it: a failover costs latency, never a stale read.
+//! After a reconnect to a different Redis process (a failover, a restarted or
+//! replaced server: its `run_id` changed, or the address is new) the entries it holds
+//! may be older than writes the old one acknowledged: a replica promoted by Sentinel
+//! or a Cluster failover may not have received them. So for one TTL after such a
+//! reconnect, reads bypass the cache (the database answers) while write-throughs
+//! refresh it: a failover costs latency, never a stale read. A reconnect to the same
+//! process (a network blip) changes nothing.
 
 use std::{
     collections::HashMap,
@@ -27,6 +29,7 @@ use fred::{
     types::{Message, scripts::Script},
 };
 use prost::Message as _;
+use fred::types::InfoKind;
 use tokio::{sync::broadcast, time::Instant};
 
 use super::{
@@ -161,11 +164,17 @@ impl RedisCache {
             _subscriber: subscriber,
         };
         let cache = Arc::new(cache);
+        let known = Arc::new(Mutex::new(HashMap::new()));
         for client in cache.pool.clients() {
-            tokio::spawn(distrust_after_reconnects(
-                Arc::downgrade(&cache),
-                client.reconnect_rx(),
-            ));
+            for server in client.active_connections() {
+                if let Some(id) = run_id(client, &server, cache.layout.sharded()).await {
+                    known.lock().expect("run ids").insert(server, id);
+                }
+            }
+        }
+        for client in cache.pool.clients() {
+            let watch = distrust_after_reconnects(Arc::downgrade(&cache), client.clone(), known.clone());
+            tokio::spawn(watch);
         }
         tokio::spawn(maintain(Arc::downgrade(&cache)));
         tokio::spawn(write_through::run(Arc::downgrade(&cache), queued));
@@ -393,10 +402,27 @@ async fn subscribe_all(sub: &SubscriberClient, channels: Vec<String>, sharded: b
     }
 }
 
-/// Marks the cache suspect for one TTL whenever a connection is made after start
-/// (a reconnect, or the first connection to a Redis that was down at start): see the
-/// module docs.
-async fn distrust_after_reconnects(cache: Weak<RedisCache>, mut reconnects: broadcast::Receiver<Server>) {
+/// The identity of the Redis process at `server` (`run_id` of INFO server).
+async fn run_id(client: &Client, server: &Server, sharded: bool) -> Option<String> {
+    let info: Result<String, Error> = if sharded {
+        client.with_cluster_node(server.clone()).info(Some(InfoKind::Server)).await
+    } else {
+        client.info(Some(InfoKind::Server)).await
+    };
+    let info = info.ok()?;
+    let id = info.lines().find_map(|l| l.strip_prefix("run_id:"))?;
+    Some(id.trim().to_owned())
+}
+
+/// Marks the cache suspect for one TTL whenever `client` connects to a Redis process
+/// other than the one it knew at that address (see the module docs). `known` holds
+/// the `run_id` last seen at each address, shared by the pool's clients.
+async fn distrust_after_reconnects(
+    cache: Weak<RedisCache>,
+    client: Client,
+    known: Arc<Mutex<HashMap<Server, String>>>,
+) {
+    let mut reconnects = client.reconnect_rx();
     loop {
         let server = match reconnects.recv().await {
             Ok(server) => server,
@@ -404,9 +430,17 @@ async fn distrust_after_reconnects(cache: Weak<RedisCache>, mut reconnects: broa
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let Some(cache) = cache.upgrade() else { return };
+        let now = run_id(&client, &server, cache.layout.sharded()).await;
+        let before = match &now {
+            Some(id) => known.lock().expect("run ids").insert(server.clone(), id.clone()),
+            None => None,
+        };
+        if now.is_some() && before == now {
+            continue; // the same process: its entries are as good as before
+        }
         let ttl = Duration::from_millis(cache.ttl_ms.max(0) as u64);
         *cache.suspect_until.lock().expect("suspect lock") = Some(Instant::now() + ttl);
-        tracing::warn!(%server, "redis (re)connected: reading from the database for one cache TTL");
+        tracing::warn!(%server, "connected to a different redis process: reading from the database for one cache TTL");
     }
 }
 
