@@ -5,6 +5,7 @@
 mod common;
 
 use std::{
+    future::Future,
     io::Write,
     sync::{
         Arc, Mutex,
@@ -210,6 +211,106 @@ async fn user_client(app: &TestApp) -> SessionClient {
     SessionClient::new(app.channel().await).with_credentials(Credentials::UserId(1))
 }
 
+/// What a run under load showed.
+struct Outcome {
+    acknowledged: i64,
+    reads: i64,
+    lost: i64,
+    duplicated: i64,
+    stale: i64,
+    longest_outage: Duration,
+}
+
+impl Outcome {
+    /// Prints the figures (straight to stderr: the harness hides a passing test's
+    /// output) and checks them.
+    fn report_and_check(&self, what: &str) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{what}: {} acknowledged increments, {} reads, lost {}, duplicated {}, stale reads {}, \
+             longest failed-call window {:?}",
+            self.acknowledged,
+            self.reads,
+            self.lost,
+            self.duplicated,
+            self.stale,
+            self.longest_outage,
+        );
+        assert!(self.acknowledged > 50, "the load ran: {}", self.acknowledged);
+        assert_eq!((self.lost, self.duplicated, self.stale), (0, 0, 0), "{what}");
+    }
+}
+
+/// Writers on one replica and readers of the same sessions on the other (and the
+/// reverse) while `fault` runs, then a tally of what was acknowledged against what
+/// the database holds.
+async fn under_load(
+    on_a: &SessionClient,
+    on_b: &SessionClient,
+    ids: &[i64],
+    fault: impl Future<Output = ()>,
+) -> Outcome {
+    let tally = Arc::new(Tally {
+        acknowledged: ids.iter().map(|_| AtomicI64::new(0)).collect(),
+        floor: ids.iter().map(|_| AtomicI64::new(1)).collect(),
+        stale_reads: AtomicI64::new(0),
+        reads: AtomicI64::new(0),
+        longest_outage: Mutex::new(Duration::ZERO),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (writer, reader) = if worker % 2 == 0 {
+            (on_a, on_b)
+        } else {
+            (on_b, on_a)
+        };
+        let (writer, reader) = (writer.clone(), reader.clone());
+        let (ids, tally, stop) = (ids.to_vec(), tally.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while !stop.load(Ordering::SeqCst) {
+                let i = n % ids.len();
+                increment(&writer, ids[i], &tally, i).await;
+                read(&reader, ids[i], &tally, i).await;
+                n += 1;
+            }
+        }));
+    }
+    fault.await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (mut lost, mut duplicated, mut acknowledged) = (0, 0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let stored = counter(&on_a.get(*id).await.unwrap());
+        let acked = tally.acknowledged[i].load(Ordering::SeqCst);
+        acknowledged += acked;
+        lost += (acked - stored).max(0);
+        duplicated += (stored - acked).max(0);
+    }
+    Outcome {
+        acknowledged,
+        reads: tally.reads.load(Ordering::Relaxed),
+        lost,
+        duplicated,
+        stale: tally.stale_reads.load(Ordering::SeqCst),
+        longest_outage: *tally.longest_outage.lock().unwrap(),
+    }
+}
+
+async fn sessions(c: &SessionClient, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let created = c
+            .create(session_service::client::create_request(1, 10, &json!({})))
+            .await;
+        ids.push(created.unwrap().id);
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_goes_back() {
     if !Backend::postgres_available() {
@@ -221,71 +322,16 @@ async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_g
     // A short TTL, so the post-failover distrust ends within the test.
     let (a, b) = two_replicas(group.url(), |s| s.redis.ttl_secs = 2).await;
     let (on_a, on_b) = (user_client(&a).await, user_client(&b).await);
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(
-            on_a.create(session_service::client::create_request(1, 10, &json!({})))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
-    let tally = Arc::new(Tally {
-        acknowledged: ids.iter().map(|_| AtomicI64::new(0)).collect(),
-        floor: ids.iter().map(|_| AtomicI64::new(1)).collect(),
-        stale_reads: AtomicI64::new(0),
-        reads: AtomicI64::new(0),
-        longest_outage: Mutex::new(Duration::ZERO),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for worker in 0..4 {
-        // Writers on one replica, readers of the same sessions on the other.
-        let (writer, reader) = if worker % 2 == 0 {
-            (&on_a, &on_b)
-        } else {
-            (&on_b, &on_a)
-        };
-        let (writer, reader) = (writer.clone(), reader.clone());
-        let (ids, tally, stop) = (ids.clone(), tally.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = worker;
-            while !stop.load(Ordering::SeqCst) {
-                let i = n % ids.len();
-                increment(&writer, ids[i], &tally, i).await;
-                read(&reader, ids[i], &tally, i).await;
-                n += 1;
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // load before the fault
+    let ids = sessions(&on_a, 6).await;
     let old_master = group.master();
-    let new_master = group.failover().await;
-    assert_ne!(old_master, new_master);
-    tokio::time::sleep(Duration::from_millis(3000)).await; // load after it, past one TTL
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let (mut lost, mut duplicated, mut acknowledged) = (0, 0, 0);
-    for (i, id) in ids.iter().enumerate() {
-        let stored = counter(&on_a.get(*id).await.unwrap());
-        let acked = tally.acknowledged[i].load(Ordering::SeqCst);
-        acknowledged += acked;
-        lost += (acked - stored).max(0);
-        duplicated += (stored - acked).max(0);
-    }
-    let longest = *tally.longest_outage.lock().unwrap();
-    let stale = tally.stale_reads.load(Ordering::SeqCst);
-    let _ = writeln!(
-        std::io::stderr(),
-        "sentinel failover mid-load: {acknowledged} acknowledged increments, {} reads, \
-         lost {lost}, duplicated {duplicated}, stale reads {stale}, longest failed-call window {longest:?}",
-        tally.reads.load(Ordering::Relaxed),
-    );
-    assert!(acknowledged > 50, "the load ran: {acknowledged}");
-    assert_eq!((lost, duplicated, stale), (0, 0, 0));
+    let fault = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await; // load before the fault
+        assert_ne!(group.failover().await, old_master);
+        tokio::time::sleep(Duration::from_millis(3000)).await; // and after it, past one TTL
+    };
+    under_load(&on_a, &on_b, &ids, fault)
+        .await
+        .report_and_check("sentinel failover mid-load");
 
     // The new master serves the cache once its entries can be trusted again.
     let hits_before = cache_hits(&scrape(&b).await);
@@ -298,6 +344,49 @@ async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_g
         },
     )
     .await;
+    a.finish().await;
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_and_a_whole_cluster_outage_mid_load_cost_latency_never_correctness() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(mut cluster) = PrivateCluster::start(3).await else {
+        return;
+    };
+    let (a, b) = two_replicas(cluster.url(), |s| s.sessions.watch_poll_interval_ms = 200).await;
+    let (on_a, on_b) = (user_client(&a).await, user_client(&b).await);
+    let ids = sessions(&on_a, 12).await;
+    let watched = ids[0];
+    let mut stream = on_a.watch(watched, 1).await.unwrap();
+    let fault = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Half of the first master's slots (and their keys) move to the second.
+        cluster.reshard(0, 1, 2730);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Then every node goes away: reads fall back, writes commit, watchers poll.
+        cluster.kill_all();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+    };
+    under_load(&on_a, &on_b, &ids, fault)
+        .await
+        .report_and_check("resharding, then a whole-cluster outage, mid-load");
+
+    // The watcher kept receiving through the outage (by polling): it reaches the
+    // session's final version.
+    let last = on_a.get(watched).await.unwrap().version;
+    let reached = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(g)) = stream.next().await {
+            if g.version >= last {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(reached, Ok(true)), "the watcher reaches version {last}");
     a.finish().await;
     b.finish().await;
 }

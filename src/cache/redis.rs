@@ -23,13 +23,13 @@ use std::{
 };
 
 use async_trait::async_trait;
+use fred::types::InfoKind;
 use fred::{
     clients::SubscriberClient,
     prelude::*,
     types::{Message, scripts::Script},
 };
 use prost::Message as _;
-use fred::types::InfoKind;
 use tokio::{sync::broadcast, time::Instant};
 
 use super::{
@@ -405,7 +405,10 @@ async fn subscribe_all(sub: &SubscriberClient, channels: Vec<String>, sharded: b
 /// The identity of the Redis process at `server` (`run_id` of INFO server).
 async fn run_id(client: &Client, server: &Server, sharded: bool) -> Option<String> {
     let info: Result<String, Error> = if sharded {
-        client.with_cluster_node(server.clone()).info(Some(InfoKind::Server)).await
+        client
+            .with_cluster_node(server.clone())
+            .info(Some(InfoKind::Server))
+            .await
     } else {
         client.info(Some(InfoKind::Server)).await
     };

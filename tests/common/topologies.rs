@@ -92,7 +92,7 @@ fn base_args(port: &str) -> Vec<&str> {
 /// A Redis Cluster of `masters` masters (no replicas), all slots assigned.
 pub struct PrivateCluster {
     pub ports: Vec<u16>,
-    _processes: Vec<Process>,
+    processes: Vec<Process>,
     _dir: tempfile::TempDir,
 }
 
@@ -142,9 +142,31 @@ impl PrivateCluster {
         }
         Some(Self {
             ports,
-            _processes: processes,
+            processes,
             _dir: dir,
         })
+    }
+
+    /// Moves `slots` hash slots, with their keys, from the `from`-th master to the
+    /// `to`-th (`redis-cli --cluster reshard`: MIGRATE, so clients see MOVED and ASK).
+    pub fn reshard(&self, from: usize, to: usize, slots: u32) {
+        let id = |i: usize| cli(self.ports[i], &["CLUSTER", "MYID"]).trim().to_owned();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{}", self.ports[0])])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster reshard runs");
+        assert!(
+            out.status.success(),
+            "reshard: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// Kills every node (SIGKILL): the whole cluster is gone.
+    pub fn kill_all(&mut self) {
+        self.processes.clear();
     }
 
     /// `redis-cluster://` naming every node, as an operator would.
