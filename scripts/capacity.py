@@ -3,7 +3,10 @@
 scripts/bench.sh (the raw session-bench JSON in BENCHMARKS.md), times the operations
 of a playing user, times the players.
 
-    scripts/capacity.py [BENCHMARKS.md] [--players 10000,100000,1000000]
+    scripts/capacity.py [BENCHMARKS.md] [--players 10000,100000,1000000] [--write SCALING.md]
+
+With --write, the two generated blocks of SCALING.md (between its `capacity` and
+`sizes` markers) are replaced by this output.
 
 Everything it prints beyond the measured CPU per operation is extrapolated from the
 mix below (change it with the flags) — it is arithmetic, not a measurement at scale.
@@ -61,36 +64,73 @@ def per_player(cpu):
     return total, writes, deliveries
 
 
+def measured_block(cpu, load, writes, deliveries):
+    reads = MIX["strong_reads"] + MIX["local_reads"]
+    lines = [
+        "| operation | server | PostgreSQL | Redis |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in ("update", "mutate", "get", "get-local", "watch"):
+        c = cpu[name]
+        lines.append(f"| {name} | {c['server']:.0f} | {c['postgres']:.0f} | {c['redis']:.0f} |")
+    lines += [
+        "",
+        f"One player (the mix below): {writes:.3f} writes/s, {reads:.3f} reads/s, {deliveries:.3f} "
+        f"notices delivered/s, costing per second {load['server']:.1f} µs of server CPU, "
+        f"{load['postgres']:.1f} µs of PostgreSQL and {load['redis']:.1f} µs of Redis.",
+    ]
+    return lines
+
+
+def sizes_block(load, writes, players_list, replica_cores, bytes_per_event):
+    reads = MIX["strong_reads"] + MIX["local_reads"]
+    lines = [
+        "| concurrent players | writes/s | reads/s | watch streams | server cores | replicas "
+        f"({replica_cores:g} cores, {CORE_HEADROOM:.0%} busy) | PostgreSQL cores (primary) | Redis cores "
+        "| events written per day |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for players in players_list:
+        cores = {who: players * us / 1e6 for who, us in load.items()}
+        replicas = max(2, math.ceil(cores["server"] / (replica_cores * CORE_HEADROOM)))
+        per_day = players * writes * 86400 * bytes_per_event / 2**30
+        lines.append(
+            f"| {players:,} | {players * writes:,.0f} | {players * reads:,.0f} | {players * TABS:,.0f} "
+            f"| {cores['server']:.1f} | {replicas} | {cores['postgres']:.1f} | {cores['redis']:.1f} "
+            f"| {per_day:,.0f} GiB |"
+        )
+    return lines
+
+
+def replace_block(path, name, lines):
+    text = open(path, encoding="utf-8").read()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    open(path, "w", encoding="utf-8").write(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+
+
+def bytes_per_event(path):
+    m = re.search(r"\*\*(\d+) bytes per event\*\*", open(path, encoding="utf-8").read())
+    return int(m.group(1)) if m else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("benchmarks", nargs="?", default="BENCHMARKS.md")
     ap.add_argument("--players", default="10000,100000,1000000")
     ap.add_argument("--replica-cores", type=float, default=2.0, help="cores per service replica")
+    ap.add_argument("--write", metavar="SCALING.md")
     args = ap.parse_args()
     cpu = measured(args.benchmarks)
     load, writes, deliveries = per_player(cpu)
-    reads = MIX["strong_reads"] + MIX["local_reads"]
-    print("Measured CPU per operation (µs, scripts/bench.sh, concurrency 32):\n")
-    print("| operation | server | PostgreSQL | Redis |\n| --- | --- | --- | --- |")
-    for name in ("update", "mutate", "get", "get-local", "watch"):
-        c = cpu[name]
-        print(f"| {name} | {c['server']:.0f} | {c['postgres']:.0f} | {c['redis']:.0f} |")
-    print(
-        f"\nOne player: {writes:.3f} writes/s, {reads:.3f} reads/s, {deliveries:.3f} notices delivered/s; "
-        f"CPU µs per second: server {load['server']:.1f}, PostgreSQL {load['postgres']:.1f}, Redis {load['redis']:.1f}\n"
-    )
-    print(
-        "| concurrent players | writes/s | reads/s | watch streams | server cores | replicas "
-        f"({args.replica_cores:g} cores, {CORE_HEADROOM:.0%} busy) | PostgreSQL cores (primary) | Redis cores |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for players in (int(p) for p in args.players.split(",")):
-        cores = {who: players * us / 1e6 for who, us in load.items()}
-        replicas = max(2, math.ceil(cores["server"] / (args.replica_cores * CORE_HEADROOM)))
-        print(
-            f"| {players:,} | {players * writes:,.0f} | {players * reads:,.0f} | {players * TABS:,.0f} "
-            f"| {cores['server']:.1f} | {replicas} | {cores['postgres']:.1f} | {cores['redis']:.1f} |"
-        )
+    players = [int(p) for p in args.players.split(",")]
+    measured_lines = measured_block(cpu, load, writes, deliveries)
+    sizes = sizes_block(load, writes, players, args.replica_cores, bytes_per_event(args.benchmarks))
+    if args.write:
+        replace_block(args.write, "capacity", measured_lines)
+        replace_block(args.write, "sizes", sizes)
+    print("\n".join(measured_lines + [""] + sizes))
 
 
 if __name__ == "__main__":

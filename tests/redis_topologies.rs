@@ -146,6 +146,10 @@ struct Tally {
     reads: AtomicI64,
     /// The longest time from a call's first failure to its success.
     longest_outage: Mutex<Duration>,
+    /// Failed attempts by what failed them.
+    failures: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// The slowest acknowledged increment, start to acknowledgement.
+    slowest: Mutex<Duration>,
 }
 
 impl Tally {
@@ -168,6 +172,7 @@ fn counter(s: &Session) -> i64 {
 /// request id until acknowledged (the server answers a replay from its record).
 async fn increment(c: &SessionClient, id: i64, tally: &Tally, i: usize) {
     let request_id = new_request_id();
+    let started = Instant::now();
     let mut failing_since = None;
     loop {
         let result = match c.get(id).await {
@@ -182,12 +187,17 @@ async fn increment(c: &SessionClient, id: i64, tally: &Tally, i: usize) {
         match result {
             Ok(s) => {
                 tally.failed_for(failing_since);
+                let mut slowest = tally.slowest.lock().unwrap();
+                *slowest = (*slowest).max(started.elapsed());
+                drop(slowest);
                 tally.acknowledged[i].fetch_add(1, Ordering::SeqCst);
                 tally.floor[i].fetch_max(s.version, Ordering::SeqCst);
                 return;
             }
             Err(e @ ClientError::Status(_)) if !e.is_transient() => panic!("unexpected refusal: {e}"),
-            Err(_) => {
+            Err(e) => {
+                let kind = e.code().map_or_else(|| e.to_string(), |c| format!("{c:?}"));
+                *tally.failures.lock().unwrap().entry(kind).or_default() += 1;
                 failing_since.get_or_insert_with(Instant::now);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -219,6 +229,8 @@ struct Outcome {
     duplicated: i64,
     stale: i64,
     longest_outage: Duration,
+    failures: std::collections::BTreeMap<String, i64>,
+    slowest: Duration,
 }
 
 impl Outcome {
@@ -228,13 +240,15 @@ impl Outcome {
         let _ = writeln!(
             std::io::stderr(),
             "{what}: {} acknowledged increments, {} reads, lost {}, duplicated {}, stale reads {}, \
-             longest failed-call window {:?}",
+             longest failed-call window {:?}, failed attempts {:?}, slowest increment {:?}",
             self.acknowledged,
             self.reads,
             self.lost,
             self.duplicated,
             self.stale,
             self.longest_outage,
+            self.failures,
+            self.slowest,
         );
         assert!(self.acknowledged > 50, "the load ran: {}", self.acknowledged);
         assert_eq!((self.lost, self.duplicated, self.stale), (0, 0, 0), "{what}");
@@ -256,6 +270,8 @@ async fn under_load(
         stale_reads: AtomicI64::new(0),
         reads: AtomicI64::new(0),
         longest_outage: Mutex::new(Duration::ZERO),
+        failures: Mutex::default(),
+        slowest: Mutex::new(Duration::ZERO),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -268,9 +284,11 @@ async fn under_load(
         let (writer, reader) = (writer.clone(), reader.clone());
         let (ids, tally, stop) = (ids.to_vec(), tally.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let mut n = worker;
+            // Each worker its own sessions: a failure is the fault's, not contention's.
+            let mine: Vec<usize> = (worker..ids.len()).step_by(4).collect();
+            let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let i = n % ids.len();
+                let i = mine[n % mine.len()];
                 increment(&writer, ids[i], &tally, i).await;
                 read(&reader, ids[i], &tally, i).await;
                 n += 1;
@@ -297,6 +315,8 @@ async fn under_load(
         duplicated,
         stale: tally.stale_reads.load(Ordering::SeqCst),
         longest_outage: *tally.longest_outage.lock().unwrap(),
+        failures: tally.failures.lock().unwrap().clone(),
+        slowest: *tally.slowest.lock().unwrap(),
     }
 }
 
@@ -322,7 +342,7 @@ async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_g
     // A short TTL, so the post-failover distrust ends within the test.
     let (a, b) = two_replicas(group.url(), |s| s.redis.ttl_secs = 2).await;
     let (on_a, on_b) = (user_client(&a).await, user_client(&b).await);
-    let ids = sessions(&on_a, 6).await;
+    let ids = sessions(&on_a, 8).await;
     let old_master = group.master();
     let fault = async {
         tokio::time::sleep(Duration::from_millis(1500)).await; // load before the fault
