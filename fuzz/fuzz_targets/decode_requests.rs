@@ -10,9 +10,11 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use session_service::{
-    domain::{Change, JsonLimits, JsonMap, NewSession, Session, WorldRules, Write, normalize_relationships},
+    domain::{
+        Change, CreateRequest, JsonLimits, JsonMap, NewSession, Session, WorldRules, Write, normalize_relationships,
+    },
     pb,
-    wire::{CreateRequest, json_to_struct, struct_to_json},
+    wire::{json_to_struct, struct_to_json},
 };
 
 fn session() -> Session {

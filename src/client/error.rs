@@ -1,7 +1,5 @@
 //! Client errors and counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tonic::{Code, Status};
 
 use crate::domain::{DomainError, Session};
@@ -29,6 +27,18 @@ pub enum ClientError {
     /// The offline queue of an optimistic session is full.
     #[error("too many pending mutations")]
     QueueFull,
+    /// A change to a field UpdateSession cannot carry (`id`, `current_node_id`, …):
+    /// refused instead of silently left out.
+    #[error("an update cannot change `{field}`{hint}")]
+    Unsendable { field: &'static str, hint: &'static str },
+    /// An optimistic mutation's deadline passed without an answer from the server.
+    /// `kept`: it is still queued (and shown) and will be sent; otherwise it was
+    /// dropped and rolled back.
+    #[error("no answer from the server within the deadline; the mutation {}", if *.kept { "stays queued" } else { "was dropped" })]
+    Deadline { kept: bool },
+    /// The optimistic session's queue store failed.
+    #[error("queue store: {0}")]
+    Store(std::io::Error),
     /// The optimistic session was dropped.
     #[error("the session handle is closed")]
     Closed,
@@ -63,46 +73,5 @@ pub(crate) fn is_transient(status: &tonic::Status) -> bool {
         Code::Unavailable | Code::DeadlineExceeded => true,
         Code::Cancelled | Code::Unknown => status.source().is_some(),
         _ => false,
-    }
-}
-
-/// What the retry loop has had to do, since the client was made.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    conflicts: AtomicU64,
-    retries: AtomicU64,
-    exhaustions: AtomicU64,
-}
-
-/// A snapshot of [`ClientStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StatsSnapshot {
-    /// ABORTED answers (benign: the change was re-applied on the current state).
-    pub conflicts: u64,
-    /// Attempts after the first, for any reason.
-    pub retries: u64,
-    /// Calls that ran out of retries.
-    pub exhaustions: u64,
-}
-
-impl ClientStats {
-    pub(crate) fn conflict(&self) {
-        self.conflicts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn exhausted(&self) {
-        self.exhaustions.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            conflicts: self.conflicts.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            exhaustions: self.exhaustions.load(Ordering::Relaxed),
-        }
     }
 }

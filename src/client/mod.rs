@@ -4,17 +4,24 @@
 //! The session helpers are `crate::domain::ops`: the same code the server runs in
 //! MutateSession, applied here optimistically.
 
+mod calls;
 mod error;
 mod optimistic;
 mod retry;
+mod stats;
 
 use std::{sync::Arc, time::Duration};
 
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
-pub use error::{ClientError, ClientStats, StatsSnapshot};
-pub use optimistic::{OptimisticOptions, OptimisticSession};
+pub use calls::{AdvanceOutcome, UpdateOutcome};
+pub use error::ClientError;
+pub use optimistic::{
+    AtDeadline, Conflict, FileQueue, MemoryQueue, Merge, MergeHook, OptimisticBuilder, OptimisticOptions,
+    OptimisticSession, QueueStore, QueuedMutation, SyncStatus,
+};
 pub use retry::RetryPolicy;
+pub use stats::{ClientStats, METER_NAME, StatsSnapshot};
 
 pub use crate::domain::ops::{self, NpcPatch, SessionOp};
 use crate::{
@@ -85,6 +92,13 @@ impl SessionClient {
     /// Adds a metadata entry sent with every call.
     pub fn with_metadata(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.extra.push((key, value.into()));
+        self
+    }
+
+    /// Records the client's metrics (`session.client.*`) through `meter` instead of
+    /// the global meter provider's. Counters start again from zero.
+    pub fn with_meter(mut self, meter: &opentelemetry::metrics::Meter) -> Self {
+        self.stats = Arc::new(ClientStats::with_meter(meter));
         self
     }
 
@@ -252,24 +266,6 @@ impl SessionClient {
             .await
     }
 
-    /// UpdateSession with explicit fields (no retry on conflict).
-    pub async fn update(&self, mut req: pb::UpdateSessionRequest) -> Result<Session, ClientError> {
-        req.request_id = request_id_or_new(req.request_id);
-        self.session_call(|mut stub, r| async move { stub.update_session(r).await }, req)
-            .await
-    }
-
-    /// DeleteSession.
-    pub async fn delete(&self, session_id: i64, expected_version: Option<i64>) -> Result<(), ClientError> {
-        let req = pb::DeleteSessionRequest {
-            session_id,
-            expected_version,
-            request_id: new_request_id(),
-        };
-        self.resend(|mut stub, r| async move { stub.delete_session(r).await }, req)
-            .await
-    }
-
     /// WatchSession: the raw stream (see [`OptimisticSession`] for a managed one).
     pub async fn watch(
         &self,
@@ -308,7 +304,13 @@ impl SessionClient {
     {
         let once = || {
             let sent = call(self.stub.clone(), self.request(msg.clone()));
-            async move { sent.await.map(tonic::Response::into_inner) }
+            let started = std::time::Instant::now();
+            async move {
+                let answer = sent.await.map(tonic::Response::into_inner);
+                self.stats
+                    .call(stats::method_of::<M>(), started.elapsed().as_secs_f64());
+                answer
+            }
         };
         retry::resend(&self.policy, &self.stats, once).await
     }

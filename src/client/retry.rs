@@ -7,7 +7,10 @@ use std::{future::Future, time::Duration};
 use tokio_retry::strategy::{ExponentialBackoff, jitter};
 use tonic::{Code, Status};
 
-use super::error::{ClientError, ClientStats, is_transient};
+use super::{
+    error::{ClientError, is_transient},
+    stats::ClientStats,
+};
 use crate::{
     domain::{Session, changes},
     wire::{json_to_struct, pb, status::conflict_session},
@@ -153,8 +156,35 @@ enum Sent {
     Transient(Status),
 }
 
+/// The first field UpdateSession cannot carry that `next` changed, with a hint.
+fn unsendable(base: &Session, next: &Session) -> Option<(&'static str, &'static str)> {
+    let fields = [
+        ("id", base.id != next.id, ""),
+        ("user_id", base.user_id != next.user_id, ""),
+        ("scene_id", base.scene_id != next.scene_id, ""),
+        (
+            "current_node_id",
+            base.current_node_id != next.current_node_id,
+            " (use AdvanceSession)",
+        ),
+        ("world_id", base.world_id != next.world_id, ""),
+        ("version", base.version != next.version, " (the server sets it)"),
+        ("created_at", base.created_at != next.created_at, ""),
+        (
+            "updated_at",
+            base.updated_at != next.updated_at,
+            " (the server sets it)",
+        ),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, changed, _)| *changed)
+        .map(|(f, _, hint)| (f, hint))
+}
+
 /// Applies `f` to a copy of `base`: the request that sends the change, or `None`
-/// when it changes nothing (then `base` is the answer).
+/// when it changes nothing (then `base` is the answer). A change UpdateSession
+/// cannot carry is an error.
 fn change_of<F>(
     base: &Session,
     request_id: &str,
@@ -165,6 +195,9 @@ where
 {
     let mut next = base.clone();
     f(&mut next)?;
+    if let Some((field, hint)) = unsendable(base, &next) {
+        return Err(ClientError::Unsendable { field, hint });
+    }
     Ok(patch(base, &next, request_id))
 }
 
@@ -178,7 +211,10 @@ where
     S: FnMut(pb::UpdateSessionRequest) -> Fut,
     Fut: Future<Output = Result<pb::GameSession, Status>>,
 {
-    match send(request).await {
+    let started = std::time::Instant::now();
+    let sent = send(request).await;
+    stats.call("UpdateSession", started.elapsed().as_secs_f64());
+    match sent {
         Ok(g) => Ok(Sent::Done(Session::try_from(g)?)),
         Err(status) if status.code() == Code::Aborted => {
             stats.conflict();

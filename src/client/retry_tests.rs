@@ -115,7 +115,8 @@ async fn conflicts_retry_after_100_200_400_ms_plus_jitter_then_give_up_with_the_
         crate::client::StatsSnapshot {
             conflicts: 4,
             retries: 3,
-            exhaustions: 1
+            exhaustions: 1,
+            ..Default::default()
         }
     );
 }

@@ -11,7 +11,7 @@ use super::{
 };
 
 /// A partial update of one NPC relationship; present fields overwrite.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NpcPatch {
     pub affinity: Option<f64>,
     pub trust: Option<f64>,
@@ -21,8 +21,10 @@ pub struct NpcPatch {
     pub flags: Option<Vec<Value>>,
 }
 
-/// One typed change of a session.
-#[derive(Debug, Clone, PartialEq)]
+/// One typed change of a session (serializable, so a client can keep queued
+/// mutations across a restart).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum SessionOp {
     UpdateNpcRelationship {
         npc_id: i64,

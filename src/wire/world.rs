@@ -1,6 +1,9 @@
 //! WorldRules ⇄ domain.
 
-use super::{pb, session::timestamp};
+use super::{
+    pb,
+    session::{datetime, timestamp},
+};
 use crate::domain::{DomainError, IntimacyLevel, PutRules, Tier, WorldMode, WorldRules};
 
 impl From<&WorldRules> for pb::WorldRules {
@@ -73,6 +76,27 @@ fn rules_from_request(world_id: i64, rules: Option<pb::WorldRules>) -> Result<Wo
     }
     WorldRules {
         world_id,
+        version: 0,
+        updated_at: None,
+        ..unvalidated(r)?
+    }
+    .validated()
+}
+
+/// Rules as the server sent them (GetWorldRules), validated; the client normalizes
+/// its optimistic view with them.
+impl TryFrom<pb::WorldRules> for WorldRules {
+    type Error = DomainError;
+
+    fn try_from(r: pb::WorldRules) -> Result<Self, Self::Error> {
+        unvalidated(r)?.validated()
+    }
+}
+
+/// The rules as sent, before [`WorldRules::validated`] checks and orders them.
+fn unvalidated(r: pb::WorldRules) -> Result<WorldRules, DomainError> {
+    Ok(WorldRules {
+        world_id: r.world_id,
         tiers: r
             .tiers
             .into_iter()
@@ -95,8 +119,7 @@ fn rules_from_request(world_id: i64, rules: Option<pb::WorldRules>) -> Result<Wo
             .collect(),
         mode: WorldMode::parse(&r.mode)?,
         turn_delta_seconds: r.turn_delta_seconds.unwrap_or(WorldRules::DEFAULT_TURN_DELTA),
-        version: 0,
-        updated_at: None,
-    }
-    .validated()
+        version: r.version,
+        updated_at: r.updated_at.map(|t| datetime(Some(t))),
+    })
 }

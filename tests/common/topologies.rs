@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use super::eventually;
+use super::{eventually, redis::free_port};
 
 /// A process this test started; killed when dropped.
 struct Process(Child);
@@ -16,14 +16,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// True if `redis-server` and `redis-cli` run here (CI must have them).

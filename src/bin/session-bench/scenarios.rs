@@ -242,7 +242,7 @@ impl Worker {
             Scenario::Update => self.update().await,
             Scenario::Mutate => self.mutate().await,
             Scenario::Hot => self.hot().await,
-            Scenario::MutateHot => self.mutate_hot().await,
+            Scenario::MutateHot => self.mutate().await,
             Scenario::Watch => unreachable!("watch has its own driver"),
         }
     }
@@ -305,7 +305,8 @@ impl Worker {
         }
     }
 
-    /// A server-side quest step on this worker's own session (never conflicts).
+    /// A server-side quest step on this worker's session: its own (`mutate`), or
+    /// the one every worker shares (`mutate-hot`). Never conflicts.
     async fn mutate(&mut self) -> Step {
         let id = self.mine.as_ref().expect("a session per worker").id;
         let ops = [ops::increment_quest_steps("q", 1)];
@@ -341,17 +342,6 @@ impl Worker {
             }
             Err(e) => Err(code_of(&e)),
         }
-    }
-
-    /// A server-side increment of the one hot session (never conflicts).
-    async fn mutate_hot(&mut self) -> Step {
-        let id = self.mine.as_ref().expect("the hot session").id;
-        let ops = [ops::increment_quest_steps("hot", 1)];
-        self.client
-            .mutate(id, &ops, None)
-            .await
-            .map(|_| ())
-            .map_err(|e| code_of(&e))
     }
 }
 
