@@ -259,8 +259,9 @@ impl Application {
     }
 
     /// The main port: the edge layer (metrics, limits, timeouts) around health,
-    /// reflection and the authenticated SessionService, over TLS if configured,
-    /// until `stop`, then at most `shutdown_grace_secs` more.
+    /// reflection and the authenticated SessionService, with gRPC-Web and CORS in
+    /// front when `server.grpc_web` is on, over TLS if configured, until `stop`, then
+    /// at most `shutdown_grace_secs` more.
     async fn serve(
         self,
         health_service: HealthServer<impl tonic_health::pb::health_server::Health>,
@@ -276,46 +277,81 @@ impl Application {
         let api = SessionServiceServer::new(SessionApi::new(self.sessions.clone()))
             .max_decoding_message_size(server.max_message_bytes)
             .max_encoding_message_size(server.max_message_bytes.max(4 * 1024 * 1024));
+        let auth = Authenticator::from_settings(settings)?;
         let (v1, v1alpha) = reflection(server.reflection)?;
-        let router = Server::builder()
-            .layer(edge)
-            .http2_keepalive_interval(Some(Duration::from_secs(server.http2_keepalive_interval_secs)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(server.http2_keepalive_timeout_secs)))
-            .add_service(health_service)
-            .add_optional_service(v1)
-            .add_optional_service(v1alpha)
-            .add_service(InterceptedService::new(
-                api,
-                Authenticator::from_settings(settings)?,
-            ));
         let tls =
             ReloadingTls::from_settings(&settings.tls, self.metrics.clone()).map_err(StartupError::Tls)?;
-        let listen = self.local_addr();
         let shutdown = self.shutdown.clone();
-        let serve: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+        match &tls {
             Some(tls) => {
                 let every = Duration::from_millis(settings.tls.reload_interval_ms);
                 tokio::spawn(tls.clone().reload_forever(every, shutdown.clone()));
-                let accepted = crate::grpc::tls::incoming(self.listener, tls, shutdown.clone());
-                Box::pin(router.serve_with_incoming_shutdown(accepted, stop))
             }
-            None => {
-                tokio::spawn(crate::grpc::tls::hangup_without_tls(shutdown.clone()));
-                Box::pin(router.serve_with_incoming_shutdown(incoming(self.listener), stop))
-            }
-        };
-        tracing::info!(%listen, "serving");
-        let grace = Duration::from_secs(server.shutdown_grace_secs);
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            served = serve => served?,
-            _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
+            None => drop(tokio::spawn(crate::grpc::tls::hangup_without_tls(
+                shutdown.clone(),
+            ))),
         }
-        Ok(())
+        let listen = self.local_addr();
+        // The two router types differ (gRPC-Web changes the body type), and so do the
+        // two connection types (TLS or not): one expansion each.
+        macro_rules! routes {
+            ($builder:expr) => {
+                $builder
+                    .http2_keepalive_interval(Some(Duration::from_secs(
+                        server.http2_keepalive_interval_secs,
+                    )))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(
+                        server.http2_keepalive_timeout_secs,
+                    )))
+                    .add_service(health_service)
+                    .add_optional_service(v1)
+                    .add_optional_service(v1alpha)
+                    .add_service(InterceptedService::new(api, auth))
+            };
+        }
+        macro_rules! serving {
+            ($router:expr) => {
+                match tls {
+                    Some(tls) => {
+                        let accepted = crate::grpc::tls::incoming(self.listener, tls, shutdown.clone());
+                        Box::pin($router.serve_with_incoming_shutdown(accepted, stop)) as Serving<'_>
+                    }
+                    None => Box::pin($router.serve_with_incoming_shutdown(incoming(self.listener), stop)),
+                }
+            };
+        }
+        let serve = if server.grpc_web {
+            let builder = Server::builder()
+                .accept_http1(true)
+                .layer(crate::grpc::web::cors(&server.cors_allowed_origins))
+                .layer(tonic_web::GrpcWebLayer::new())
+                .layer(edge);
+            serving!(routes!(builder))
+        } else {
+            serving!(routes!(Server::builder().layer(edge)))
+        };
+        tracing::info!(%listen, grpc_web = server.grpc_web, "serving");
+        until_grace(serve, &shutdown, Duration::from_secs(server.shutdown_grace_secs)).await
     }
+}
+
+type Serving<'a> = BoxFuture<'a, Result<(), tonic::transport::Error>>;
+
+/// Runs `serve` to its end, or until `grace` after the shutdown began.
+async fn until_grace(
+    serve: Serving<'_>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Result<(), StartupError> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over: stopping with requests in flight"),
+    }
+    Ok(())
 }
 
 /// Accepted connections with Nagle's algorithm off: a response is several small

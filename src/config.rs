@@ -52,6 +52,11 @@ pub struct ServerSettings {
     pub http2_keepalive_timeout_secs: u64,
     /// How long a stopping server waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Also serve gRPC-Web (browsers) on the main port, over HTTP/1.1 and HTTP/2.
+    pub grpc_web: bool,
+    /// Origins (`scheme://host[:port]`) whose pages may call over gRPC-Web (CORS);
+    /// empty: same-origin pages only.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -67,6 +72,8 @@ impl Default for ServerSettings {
             http2_keepalive_interval_secs: 30,
             http2_keepalive_timeout_secs: 10,
             shutdown_grace_secs: 20,
+            grpc_web: false,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -347,6 +354,23 @@ impl Settings {
         }
         if self.server.concurrency_limit == 0 {
             return Err(invalid("server.concurrency_limit", "must be at least 1"));
+        }
+        if let Some(bad) = self
+            .server
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !crate::grpc::web::valid_origin(o))
+        {
+            return Err(invalid(
+                "server.cors_allowed_origins",
+                format!("{bad:?} is not an origin: scheme://host[:port], no path, no wildcard"),
+            ));
+        }
+        if !self.server.cors_allowed_origins.is_empty() && !self.server.grpc_web {
+            return Err(invalid(
+                "server.cors_allowed_origins",
+                "only applies with server.grpc_web = true",
+            ));
         }
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1"));

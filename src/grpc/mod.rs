@@ -6,5 +6,6 @@ pub mod health;
 mod sessions;
 pub mod status;
 pub mod tls;
+pub mod web;
 
 pub use sessions::SessionApi;
