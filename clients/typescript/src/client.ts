@@ -115,9 +115,16 @@ export function delays(p: RetryPolicy): number[] {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** UNAVAILABLE and DEADLINE_EXCEEDED: the request may not have arrived; resend it as is. */
+/**
+ * UNAVAILABLE and DEADLINE_EXCEEDED, and a request that never got an HTTP answer
+ * (fetch's network error, which Connect reports as UNKNOWN with the TypeError as its
+ * cause): the request may not have arrived; resend it as is.
+ */
 export const isTransient = (e: unknown) =>
-  e instanceof ConnectError && (e.code === Code.Unavailable || e.code === Code.DeadlineExceeded);
+  e instanceof ConnectError &&
+  (e.code === Code.Unavailable ||
+    e.code === Code.DeadlineExceeded ||
+    (e.code === Code.Unknown && e.cause instanceof TypeError));
 
 /** A conflict or outage outlasted the retry policy; `last` is the last session the server reported. */
 export class ExhaustedError extends Error {

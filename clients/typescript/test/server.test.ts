@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import { ExhaustedError, SessionClient, conflictSession, errorInfo, type Session } from "../src/client.js";
-import { OptimisticSession } from "../src/optimistic.js";
+import { DeadlineError, OptimisticSession } from "../src/optimistic.js";
 import { OpError, addInventoryItem, incrementQuestSteps, removeInventoryItem, triggerEvent } from "../src/ops.js";
 
 const admin = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -17,6 +17,7 @@ const bin = process.env.SERVER_BIN ?? new URL("../../../../target/release/sessio
 const database = `sstest_ts_${process.pid}`;
 let server: ChildProcess;
 let url: string;
+let port: number;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -27,11 +28,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-before(async () => {
-  execFileSync("psql", [admin, "-qc", `create database ${database}`]);
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ["serve"], {
+function start(): ChildProcess {
+  return spawn(bin, ["serve"], {
     env: {
       ...process.env,
       DATABASE_URL: admin.replace(/\/[^/?]*(\?|$)/, `/${database}$1`),
@@ -41,6 +39,9 @@ before(async () => {
     },
     stdio: "inherit",
   });
+}
+
+async function serving(): Promise<void> {
   for (let i = 0; i < 100; i++) {
     try {
       await new SessionClient(url, { userId: 1 }).stub.listSessions({});
@@ -50,6 +51,14 @@ before(async () => {
     }
   }
   throw new Error("the server did not start");
+}
+
+before(async () => {
+  execFileSync("psql", [admin, "-qc", `create database ${database}`]);
+  port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  server = start();
+  await serving();
 });
 
 after(() => {
@@ -141,5 +150,32 @@ test("the optimistic handle shows at once and rolls back a refused edit", async 
   assert.equal(handle.state.version, 3, "rolled back to the server's truth");
   assert.deepEqual(handle.state.flags, (await c.get(s.id)).flags);
   assert.ok(states.length >= 3, "listeners saw the edit and the rollback");
+  handle.close();
+});
+
+test("offline: the handle says so, an edit resolves at its deadline, stays queued and is sent once", async () => {
+  const c = client();
+  const s = await c.create({ sceneId: 1, entryNodeId: 10 });
+  const handle = new OptimisticSession(c, s, { watch: false, deadlineMs: 800, reconnectMs: 100 });
+  const statuses: string[] = [];
+  handle.subscribe((_, status) => statuses.push(status.kind));
+  const kind = (): string => handle.status.kind;
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  await assert.rejects(handle.apply([incrementQuestSteps("q", 1)]), (e: unknown) => e instanceof DeadlineError && e.kept);
+  for (let i = 0; kind() !== "offline"; i++) {
+    assert.ok(i < 50, `offline, not ${kind()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(handle.status.kind === "offline" && handle.status.pending, 1);
+  server = start();
+  await serving();
+  for (let i = 0; kind() !== "online"; i++) {
+    assert.ok(i < 100, `online again, not ${kind()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const done = await c.get(s.id);
+  assert.equal((done.flags.quests as Record<string, { stepsCompleted: number }>).q?.stepsCompleted, 1, "sent once");
+  assert.ok(statuses.includes("offline") && statuses.at(-1) === "online", statuses.join(","));
   handle.close();
 });
