@@ -90,17 +90,9 @@ impl PrivateRedis {
     /// Starts it again on the same port, empty.
     pub async fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(super::topologies::base_args(&port))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

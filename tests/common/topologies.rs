@@ -68,7 +68,7 @@ async fn answers(port: u16) {
 }
 
 /// Options every private server shares: loopback, no persistence.
-fn base_args(port: &str) -> Vec<&str> {
+pub fn base_args(port: &str) -> Vec<&str> {
     vec![
         "--port",
         port,
