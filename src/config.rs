@@ -12,6 +12,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml, Yaml},
 };
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::JsonLimits, telemetry::logging::redact_url};
@@ -355,12 +356,7 @@ impl Settings {
         if self.server.concurrency_limit == 0 {
             return Err(invalid("server.concurrency_limit", "must be at least 1"));
         }
-        if let Some(bad) = self
-            .server
-            .cors_allowed_origins
-            .iter()
-            .find(|o| !crate::grpc::web::valid_origin(o))
-        {
+        if let Some(bad) = self.server.cors_allowed_origins.iter().find(|o| !valid_origin(o)) {
             return Err(invalid(
                 "server.cors_allowed_origins",
                 format!("{bad:?} is not an origin: scheme://host[:port], no path, no wildcard"),
@@ -449,6 +445,17 @@ impl Settings {
         }
         s
     }
+}
+
+/// Checks an allow-list entry: an origin is `scheme://host[:port]`, no path, no `*`.
+fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '*', ' '])
+        && HeaderValue::from_str(origin).is_ok()
 }
 
 #[cfg(test)]

@@ -100,3 +100,18 @@ fn the_example_file_documents_exactly_the_defaults() {
         .expect("example loads");
     assert_eq!(from_file, Settings::default());
 }
+
+#[test]
+fn cors_origins_are_exact_scheme_host_port() {
+    assert!(valid_origin("http://127.0.0.1:5173"));
+    assert!(valid_origin("https://game.example.com"));
+    for bad in [
+        "*",
+        "game.example.com",
+        "https://game.example.com/",
+        "ftp://x",
+        "https://*.example.com",
+    ] {
+        assert!(!valid_origin(bad), "{bad}");
+    }
+}

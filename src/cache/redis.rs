@@ -17,7 +17,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -99,7 +99,9 @@ pub struct RedisCache {
     /// Write-throughs after commits, sent in groups (see `write_through.rs`).
     write_through: write_through::Queue,
     /// Until when reads bypass the cache after a reconnect (see the module docs).
-    suspect_until: Mutex<Option<Instant>>,
+    /// (Read on every lookup: an atomic, milliseconds after `started`; 0 = trusted.)
+    suspect_until_ms: AtomicU64,
+    started: Instant,
     _subscriber: SubscriberClient,
 }
 
@@ -160,7 +162,8 @@ impl RedisCache {
             pool,
             dirty: Mutex::default(),
             write_through,
-            suspect_until: Mutex::new(None),
+            suspect_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
             _subscriber: subscriber,
         };
         let cache = Arc::new(cache);
@@ -187,16 +190,32 @@ impl RedisCache {
 
     /// True for a TTL after a reconnect: entries may predate acknowledged writes.
     fn suspect(&self) -> bool {
-        let mut until = self.suspect_until.lock().expect("suspect lock");
-        match *until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                *until = None;
-                tracing::info!("cache entries trusted again (one TTL since the reconnect)");
-                false
-            }
-            None => false,
+        let until = self.suspect_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
         }
+        if self.elapsed_ms() < until {
+            return true;
+        }
+        // The first reader past the deadline clears it (and says so once).
+        if self
+            .suspect_until_ms
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!("cache entries trusted again (one TTL since the reconnect)");
+        }
+        false
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Reads bypass the cache for one TTL from now.
+    fn distrust(&self) {
+        let until = self.elapsed_ms() + self.ttl_ms.max(0) as u64;
+        self.suspect_until_ms.store(until.max(1), Ordering::Relaxed);
     }
 
     pub(super) fn client(&self) -> fred::clients::WithOptions<Client> {
@@ -441,8 +460,7 @@ async fn distrust_after_reconnects(
         if now.is_some() && before == now {
             continue; // the same process: its entries are as good as before
         }
-        let ttl = Duration::from_millis(cache.ttl_ms.max(0) as u64);
-        *cache.suspect_until.lock().expect("suspect lock") = Some(Instant::now() + ttl);
+        cache.distrust();
         tracing::warn!(%server, "connected to a different redis process: reading from the database for one cache TTL");
     }
 }

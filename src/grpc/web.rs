@@ -33,34 +33,3 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers(EXPOSED.map(HeaderName::from_static))
         .max_age(Duration::from_secs(600))
 }
-
-/// Checks an allow-list entry: an origin is `scheme://host[:port]`, no path, no `*`.
-pub fn valid_origin(origin: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && !rest.contains(['/', '*', ' '])
-        && HeaderValue::from_str(origin).is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_origin;
-
-    #[test]
-    fn origins_are_exact_scheme_host_port() {
-        assert!(valid_origin("http://127.0.0.1:5173"));
-        assert!(valid_origin("https://game.example.com"));
-        for bad in [
-            "*",
-            "game.example.com",
-            "https://game.example.com/",
-            "ftp://x",
-            "https://*.example.com",
-        ] {
-            assert!(!valid_origin(bad), "{bad}");
-        }
-    }
-}

@@ -108,6 +108,9 @@ struct State {
     next_id: u64,
     rules: Arc<WorldRules>,
     offline_since: Option<SystemTime>,
+    /// The ids of the queue as last saved: a publish that did not change the queue
+    /// (a watch notice, a status change) writes nothing to the store.
+    saved: Vec<u64>,
 }
 
 impl State {
@@ -159,16 +162,21 @@ struct Shared {
 }
 
 impl Shared {
-    /// Tells subscribers and the store what the state is now.
-    fn publish(&self, state: &State) {
+    /// Tells subscribers, and the store if the queue changed, what the state is now.
+    fn publish(&self, state: &mut State) {
         let (view, status) = (state.view(), state.status());
         // Subscribers hear of changes only.
         self.view
             .send_if_modified(|shown| replace_if_changed(shown, view));
         self.status
             .send_if_modified(|shown| replace_if_changed(shown, status));
-        if let Err(error) = self.store.save(&state.queued()) {
-            tracing::warn!(%error, "could not save the queued mutations");
+        let ids: Vec<u64> = state.pending.iter().map(|e| e.id).collect();
+        if ids == state.saved {
+            return;
+        }
+        match self.store.save(&state.queued()) {
+            Ok(()) => state.saved = ids,
+            Err(error) => tracing::warn!(%error, "could not save the queued mutations"),
         }
     }
 
@@ -184,7 +192,7 @@ impl Shared {
     fn update(&self, change: impl FnOnce(&mut State)) {
         let mut state = self.state.lock().expect("state lock");
         change(&mut state);
-        self.publish(&state);
+        self.publish(&mut state);
     }
 
     /// Removes a mutation (settled, or dropped at its deadline); takes the server's
@@ -290,6 +298,7 @@ impl OptimisticBuilder {
             next_id: 0,
             rules: Arc::new(rules),
             offline_since: None,
+            saved: Vec::new(),
             confirmed: session,
         };
         let shared = Arc::new(Shared {
@@ -457,10 +466,10 @@ impl OptimisticSession {
         if self.queue.send(pending).is_err() {
             state.pending.retain(|e| e.id != id);
             self.shared.client.stats.queued(-1);
-            self.shared.publish(&state);
+            self.shared.publish(&mut state);
             return Err(ClientError::Closed);
         }
-        self.shared.publish(&state);
+        self.shared.publish(&mut state);
         Ok((id, rx))
     }
 }
