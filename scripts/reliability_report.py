@@ -115,5 +115,10 @@ session helpers + the JSON helpers; corpus kept in `fuzz/corpus/`):
 {f"{runs[-1][0]} runs in {runs[-1][1]} s" if runs else "no summary"}, final corpus {corpus[-1][0] + " inputs" if corpus else "?"},
 {"a crash was found (see the log)" if crashed else "no crash"}.
 """
+# The soak's section (scripts/soak.sh writes it) is kept as it is.
+if os.path.exists(out):
+    kept = re.search(r"<!-- soak:begin -->.*<!-- soak:end -->", open(out).read(), re.S)
+    if kept:
+        doc += "\n" + kept.group(0) + "\n"
 open(out, "w").write(doc)
 print(doc)

@@ -22,12 +22,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, transport::Channel};
 
 /// Which responses to drop.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Drop {
     /// Every n-th (deterministic: never two in a row).
     Every(u64),
     /// Each with this probability, from a seeded generator (repeatable).
     Random { percent: u64, seed: u64 },
+    /// As `Random`, with a percentage the test changes while it runs.
+    Switchable { percent: Arc<AtomicU64>, seed: u64 },
 }
 
 /// Forwards calls and drops some answers.
@@ -71,15 +73,17 @@ impl Dropper {
 
     fn drop_this_one(&self) -> bool {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let drop = match self.mode {
-            Drop::Every(every) => n.is_multiple_of(every),
-            Drop::Random { percent, seed } => {
-                // splitmix64 of (seed, call number): repeatable without shared state.
-                let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                (z ^ (z >> 31)) % 100 < percent
-            }
+        // splitmix64 of (seed, call number): repeatable without shared state.
+        let roll = |seed: u64| {
+            let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % 100
+        };
+        let drop = match &self.mode {
+            Drop::Every(every) => n.is_multiple_of(*every),
+            Drop::Random { percent, seed } => roll(*seed) < *percent,
+            Drop::Switchable { percent, seed } => roll(*seed) < percent.load(Ordering::Relaxed),
         };
         if drop {
             self.dropped.fetch_add(1, Ordering::SeqCst);
@@ -88,11 +92,22 @@ impl Dropper {
     }
 
     fn answer<T>(&self, r: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
-        let r = r?;
+        let r = r.map_err(upstream_failure)?;
         if self.drop_this_one() {
             return Err(Status::unavailable("response lost (injected)"));
         }
         Ok(r)
+    }
+}
+
+/// The upstream could not be reached or its connection broke (a status with a
+/// transport error as source, which does not survive the hop to the client): the
+/// proxy answers UNAVAILABLE, as a real proxy would.
+fn upstream_failure(status: Status) -> Status {
+    use std::error::Error;
+    match status.source() {
+        Some(_) => Status::unavailable(format!("upstream: {}", status.message())),
+        None => status,
     }
 }
 
@@ -153,7 +168,12 @@ impl SessionService for Dropper {
     }
     type WatchSessionStream = Watch;
     async fn watch_session(&self, r: Request<pb::WatchSessionRequest>) -> Result<Response<Watch>, Status> {
-        let up = self.upstream.clone().watch_session(forward(r)).await?;
+        let up = self
+            .upstream
+            .clone()
+            .watch_session(forward(r))
+            .await
+            .map_err(upstream_failure)?;
         Ok(Response::new(Box::pin(up.into_inner())))
     }
     async fn put_world_rules(

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Adds one scripts/soak.sh run to the soak table of RELIABILITY.md (between
+<!-- soak:begin --> and <!-- soak:end -->), newest first, the last 10 runs kept.
+
+    soak_report.py REPORT.json RELIABILITY.md [--broken]
+"""
+
+import datetime
+import json
+import re
+import subprocess
+import sys
+
+report, out = sys.argv[1], sys.argv[2]
+broken = "--broken" in sys.argv[3:]
+r = json.load(open(report))
+c = r["check"]
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def kinds(d):
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(d.items())) or "–"
+
+
+ops = sum(r["operations"].values())
+row = (
+    f"| {when}, `{commit}`{' **broken build**' if broken else ''} | {r['duration_s']} s | {r['seed']} | {r['redis']} "
+    f"| {kinds(r['faults'])}; {r['responses_dropped']} responses dropped "
+    f"| {ops}: {kinds(r['operations'])}; {r['replays_checked']} replays checked "
+    f"| {c['acknowledged']} ({c['unknown']} in doubt, {c['unknown_applied']} of them applied; {c['refused']} refused) "
+    f"| {c['lost']} | {c['duplicated']} | {c['non_monotonic']} "
+    f"| {c['phantom'] + c['misordered'] + r['replay_mismatches']} "
+    f"| {kinds({k: f'{v} ms' for k, v in r['longest_unavailable_ms'].items()})} |"
+)
+header = """<!-- soak:begin -->
+## Randomized fault soak
+
+Written by `scripts/soak.sh --write RELIABILITY.md` (tests/soak/): a private
+PostgreSQL cluster, a private Redis (standalone, or a Sentinel group with forced
+failovers), three replicas of the server behind response-dropping proxies, six
+clients mixing UpdateSession through the retry loop, idempotent resends with a kept
+request id (each sent once more after its answer, which must repeat it),
+MutateSession, AdvanceSession, strong reads and `min_version` reads, and a
+WatchSession stream per session. A seeded nemesis starts faults at random, 0.3–2.5 s
+apart and overlapping: kill -9 of a replica, SIGSTOP of the Redis master, kill of
+Redis (or a Sentinel failover), a PostgreSQL restart, 10–30 % of responses dropped.
+Every write appends a unique token to a list in its session; the checker
+(tests/soak/history.rs) proves each acknowledged token is in the final state exactly
+once, no refused or unknown token is, tokens sit in the order of their acknowledged
+versions, every version is one event, every read is a prefix of the final state that
+shows exactly the writes acknowledged at or below its version and is never older than
+a write acknowledged before it was sent or than its client had seen, and every watch
+stream only goes forward. A run with `--broken` uses a server built to skip
+idempotency and passes only if the checker catches it.
+
+"Other" counts phantom writes, misordered versions and replays answered wrongly.
+"Longest unavailable" is the longest stretch with no successful operation that
+overlaps a fault of that kind.
+
+| run | duration | seed | Redis | faults injected | operations | acknowledged | lost | duplicated | non-monotonic reads | other | longest unavailable |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+"""
+doc = open(out).read()
+section = re.search(r"<!-- soak:begin -->.*<!-- soak:end -->", doc, re.S)
+rows = re.findall(r"^\| \d{4}-.*$", section.group(0), re.M) if section else []
+rows = [row] + rows[:9]
+new = header + "\n".join(rows) + "\n<!-- soak:end -->"
+doc = doc.replace(section.group(0), new) if section else doc.rstrip("\n") + "\n\n" + new + "\n"
+open(out, "w").write(doc)
+print(row)
