@@ -114,6 +114,7 @@ async fn cache(s: &Settings, metrics: &Arc<Metrics>) -> Result<Arc<dyn SessionCa
                 key_prefix: r.key_prefix.clone(),
                 pool_size: r.pool_size,
                 command_timeout: Duration::from_millis(r.command_timeout_ms),
+                confirm_wait: Duration::from_millis(r.confirm_wait_ms),
                 ttl,
                 tombstone_ttl,
             };

@@ -123,6 +123,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     pub pool_size: usize,
     pub command_timeout_ms: u64,
+    /// How long a write's answer waits for its write-through while Redis is
+    /// connected but not answering (then it is answered, the session marked dirty).
+    pub confirm_wait_ms: u64,
     pub ttl_secs: u64,
     pub tombstone_ttl_secs: u64,
     /// Sessions kept by the in-process cache when there is no Redis.
@@ -136,6 +139,7 @@ impl Default for RedisConfig {
             key_prefix: String::new(),
             pool_size: 4,
             command_timeout_ms: 50,
+            confirm_wait_ms: 2000,
             ttl_secs: 60,
             tombstone_ttl_secs: 30,
             local_capacity: 10_000,

@@ -24,6 +24,7 @@ fn settings(url: &str, ttl: Duration) -> RedisSettings {
         key_prefix: unique_prefix(),
         pool_size: 2,
         command_timeout: Duration::from_millis(200),
+        confirm_wait: Duration::from_secs(2),
         ttl,
         tombstone_ttl: Duration::from_secs(2),
     }

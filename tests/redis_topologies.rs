@@ -64,7 +64,8 @@ async fn two_replicas_on_a_cluster_share_the_cache_and_stream_each_others_writes
     let Some(cluster) = PrivateCluster::start(3).await else {
         return;
     };
-    let (a, b) = two_replicas(cluster.url(), |_| {}).await;
+    // A short TTL: replicas bypass a Redis younger than its distrust window (two TTLs).
+    let (a, b) = two_replicas(cluster.url(), |s| s.redis.ttl_secs = 2).await;
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     let s = create(&mut cb, 1, json!({})).await;
 
@@ -110,6 +111,23 @@ async fn two_replicas_on_a_cluster_share_the_cache_and_stream_each_others_writes
     for _ in 0..24 {
         sessions.push(create(&mut ca, 1, json!({})).await);
     }
+    let trusted = cache_hits(&scrape(&b).await);
+    eventually(
+        "the new cluster's entries are trusted",
+        Duration::from_secs(15),
+        || {
+            let mut cb = cb.clone();
+            let id = sessions[0].id;
+            let b = &b;
+            async move {
+                cb.get_session(as_user(1, pb::GetSessionRequest::strong(id)))
+                    .await
+                    .unwrap();
+                (cache_hits(&scrape(b).await) > trusted).then_some(())
+            }
+        },
+    )
+    .await;
     let hits_before = cache_hits(&scrape(&b).await);
     for round in 1..=3 {
         for s in &sessions {

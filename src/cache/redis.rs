@@ -8,10 +8,21 @@
 //! After a reconnect to a different Redis process (a failover, a restarted or
 //! replaced server: its `run_id` changed, or the address is new) the entries it holds
 //! may be older than writes the old one acknowledged: a replica promoted by Sentinel
-//! or a Cluster failover may not have received them. So for one TTL after such a
-//! reconnect, reads bypass the cache (the database answers) while write-throughs
-//! refresh it: a failover costs latency, never a stale read. A reconnect to the same
-//! process (a network blip) changes nothing.
+//! or a Cluster failover may not have received them. So for a window after such a
+//! reconnect (one TTL, plus up to 10 s for fills already on their way), reads bypass
+//! the cache (the database answers) while write-throughs refresh it: a failover costs
+//! latency, never a stale read. A reconnect to the same process (a network blip)
+//! changes nothing. A replica that starts next to a Redis younger than that window
+//! bypasses it too, until the window has passed since the Redis began: entries
+//! filled after a restart may be older than writes acknowledged while it was down,
+//! and the replica that would have repaired them may have died since (the soak,
+//! tests/soak/, found exactly that).
+//!
+//! A write is answered after its write-through lands ([`RedisCache::confirmed`]): a
+//! strong read on any replica then finds it, or a newer one, or a miss. The soak
+//! (tests/soak/) found the hole this closes: a Redis paused for a second made a
+//! write-through time out, the write was answered, and other replicas read the older
+//! entry after Redis came back and before this replica's repair.
 
 use std::{
     collections::HashMap,
@@ -77,6 +88,9 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// A command slower than this is abandoned and the database answers instead.
     pub command_timeout: Duration,
+    /// How long a write's answer waits for its write-through to land while Redis is
+    /// connected but not answering (see [`RedisCache::confirmed`]).
+    pub confirm_wait: Duration,
     pub ttl: Duration,
     pub tombstone_ttl: Duration,
 }
@@ -89,6 +103,8 @@ pub struct RedisCache {
     pub(super) layout: Layout,
     pub(super) ttl_ms: i64,
     tombstone_ttl_ms: i64,
+    confirm_wait: Duration,
+    command_timeout: Duration,
     hub: Hub,
     healthy: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -156,6 +172,8 @@ impl RedisCache {
             layout,
             ttl_ms: settings.ttl.as_millis() as i64,
             tombstone_ttl_ms: settings.tombstone_ttl.as_millis() as i64,
+            confirm_wait: settings.confirm_wait,
+            command_timeout: settings.command_timeout,
             hub,
             healthy,
             metrics,
@@ -170,7 +188,16 @@ impl RedisCache {
         let known = Arc::new(Mutex::new(HashMap::new()));
         for client in cache.pool.clients() {
             for server in client.active_connections() {
-                if let Some(id) = run_id(client, &server, cache.layout.sharded()).await {
+                if let Some((id, uptime_ms)) = run_id(client, &server, cache.layout.sharded()).await {
+                    // A Redis younger than the window may hold entries older than
+                    // writes acknowledged while it was down (or before a failover),
+                    // by replicas that may have died before repairing them: this
+                    // replica never saw that, so it goes by the process's age.
+                    let window = cache.distrust_window_ms();
+                    if uptime_ms < window {
+                        cache.distrust_for(window - uptime_ms);
+                        tracing::info!(%server, uptime_ms, "redis started recently: reading from the database until its entries can be trusted");
+                    }
                     known.lock().expect("run ids").insert(server, id);
                 }
             }
@@ -188,7 +215,8 @@ impl RedisCache {
         self.layout.key(id)
     }
 
-    /// True for a TTL after a reconnect: entries may predate acknowledged writes.
+    /// True within the distrust window after a reconnect to a new process (or while
+    /// the Redis is younger than it): entries may predate acknowledged writes.
     fn suspect(&self) -> bool {
         let until = self.suspect_until_ms.load(Ordering::Relaxed);
         if until == 0 {
@@ -203,7 +231,7 @@ impl RedisCache {
             .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            tracing::info!("cache entries trusted again (one TTL since the reconnect)");
+            tracing::info!("cache entries trusted again (the distrust window has passed)");
         }
         false
     }
@@ -212,10 +240,24 @@ impl RedisCache {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Reads bypass the cache for one TTL from now.
+    /// How long entries of a Redis process that is new to this replica may be older
+    /// than acknowledged writes: one TTL (entries written before it began are gone by
+    /// then), plus the time a fill whose database read began before that may still
+    /// arrive (up to another TTL, at most 10 s: a request's life).
+    fn distrust_window_ms(&self) -> u64 {
+        let ttl = self.ttl_ms.max(0) as u64;
+        ttl + ttl.min(10_000)
+    }
+
+    /// Reads bypass the cache for the distrust window from now.
     fn distrust(&self) {
-        let until = self.elapsed_ms() + self.ttl_ms.max(0) as u64;
-        self.suspect_until_ms.store(until.max(1), Ordering::Relaxed);
+        self.distrust_for(self.distrust_window_ms());
+    }
+
+    /// Reads bypass the cache for `ms` from now (an earlier, longer distrust stands).
+    fn distrust_for(&self, ms: u64) {
+        let until = self.elapsed_ms() + ms;
+        self.suspect_until_ms.fetch_max(until.max(1), Ordering::Relaxed);
     }
 
     pub(super) fn client(&self) -> fred::clients::WithOptions<Client> {
@@ -278,6 +320,43 @@ impl RedisCache {
     pub(super) fn succeeded(&self) {
         if !self.healthy.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable again: cache back in use");
+        }
+    }
+
+    /// How long the write-through queue waits for a group in line before letting it
+    /// finish in a task of its own (a healthy round trip is far shorter).
+    pub(super) fn in_line_limit(&self) -> Duration {
+        self.command_timeout * 2
+    }
+
+    /// Sends a write-through (`send`) again until it lands, for up to `confirm_wait`,
+    /// while Redis is connected: false if it never did (the caller marks the sessions
+    /// dirty). An acknowledged write must not leave an older entry that other
+    /// replicas would serve to strong reads. A Redis that times out while connected
+    /// may be alive with its entries (paused, overloaded, cut off from this replica
+    /// only), so the answer waits; one that dropped the connection is gone, and the
+    /// process that replaces it starts empty or is distrusted for a TTL (see the
+    /// module docs), so there is nothing to wait for.
+    pub(super) async fn confirmed<F, Fut>(&self, what: &str, mut send: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
+        let deadline = Instant::now() + self.confirm_wait;
+        loop {
+            match send().await {
+                Ok(()) => {
+                    self.succeeded();
+                    return true;
+                }
+                Err(error) => {
+                    self.failed(what, &error);
+                    if !self.client().is_connected() || Instant::now() >= deadline {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
     }
 
@@ -422,7 +501,8 @@ async fn subscribe_all(sub: &SubscriberClient, channels: Vec<String>, sharded: b
 }
 
 /// The identity of the Redis process at `server` (`run_id` of INFO server).
-async fn run_id(client: &Client, server: &Server, sharded: bool) -> Option<String> {
+/// The `run_id` of the Redis process at `server` and how long it has been up (ms).
+async fn run_id(client: &Client, server: &Server, sharded: bool) -> Option<(String, u64)> {
     let info: Result<String, Error> = if sharded {
         client
             .with_cluster_node(server.clone())
@@ -432,11 +512,15 @@ async fn run_id(client: &Client, server: &Server, sharded: bool) -> Option<Strin
         client.info(Some(InfoKind::Server)).await
     };
     let info = info.ok()?;
-    let id = info.lines().find_map(|l| l.strip_prefix("run_id:"))?;
-    Some(id.trim().to_owned())
+    let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let id = field("run_id:")?.to_owned();
+    let uptime_secs: u64 = field("uptime_in_seconds:")
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    Some((id, uptime_secs * 1000))
 }
 
-/// Marks the cache suspect for one TTL whenever `client` connects to a Redis process
+/// Marks the cache suspect for the distrust window whenever `client` connects to a Redis process
 /// other than the one it knew at that address (see the module docs). `known` holds
 /// the `run_id` last seen at each address, shared by the pool's clients.
 async fn distrust_after_reconnects(
@@ -452,7 +536,9 @@ async fn distrust_after_reconnects(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let Some(cache) = cache.upgrade() else { return };
-        let now = run_id(&client, &server, cache.layout.sharded()).await;
+        let now = run_id(&client, &server, cache.layout.sharded())
+            .await
+            .map(|(id, _)| id);
         let before = match &now {
             Some(id) => known.lock().expect("run ids").insert(server.clone(), id.clone()),
             None => None,
@@ -461,7 +547,7 @@ async fn distrust_after_reconnects(
             continue; // the same process: its entries are as good as before
         }
         cache.distrust();
-        tracing::warn!(%server, "connected to a different redis process: reading from the database for one cache TTL");
+        tracing::warn!(%server, "connected to a different redis process: reading from the database until its entries can be trusted");
     }
 }
 
@@ -557,7 +643,13 @@ impl SessionCache for RedisCache {
     async fn deleted(&self, id: i64) {
         let notice = Notice::deleted(id);
         self.hub.notify(notice);
-        self.store(id, None, Some(notice), "tombstone").await;
+        // An acknowledged delete, like a write: confirmed before the answer.
+        let sent = self.confirmed("tombstone", || async {
+            self.write_entry(id, None, Some(notice)).await.map(|_| ())
+        });
+        if !sent.await {
+            self.mark_dirty(id, None);
+        }
     }
 
     fn subscribe(&self, id: i64) -> Subscription {

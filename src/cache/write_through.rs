@@ -57,7 +57,7 @@ pub(super) fn queue() -> (Queue, Receiver) {
 
 /// Sends queued write-throughs until the cache is dropped.
 pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
-    let script = Script::from_lua(FILL_MANY_LUA);
+    let script = Arc::new(Script::from_lua(FILL_MANY_LUA));
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -67,33 +67,47 @@ pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
             }
         }
         let Some(cache) = cache.upgrade() else { return };
-        // One script call per slot (on one Redis, one call for all), sent together.
-        let mut slots: BTreeMap<i64, Vec<&Arc<Session>>> = BTreeMap::new();
-        for (s, _) in &group {
-            slots.entry(cache.layout.group(s.id)).or_default().push(s);
-        }
-        let calls = slots
-            .values()
-            .map(|sessions| send_or_mark(&cache, &script, sessions));
-        futures::future::join_all(calls).await;
-        drop(cache);
-        for (_, done) in group {
-            // The caller may have gone: its write is committed regardless.
-            let _ = done.send(());
+        let limit = cache.in_line_limit();
+        let mut sent = Box::pin(send_group(cache, script.clone(), group));
+        tokio::select! {
+            () = &mut sent => {}
+            // Redis is not answering and the group waits for it (RedisCache::confirmed):
+            // it goes on in a task of its own so the groups behind it are not held up
+            // (the script never goes back a version: they may land in any order).
+            () = tokio::time::sleep(limit) => {
+                tokio::spawn(sent);
+            }
         }
     }
 }
 
-/// Writes `sessions` through; if that fails, Redis may still hold older versions:
-/// reads of them bypass the cache until repaired.
+/// Sends one group (one script call per slot, sent together), then answers its callers.
+async fn send_group(cache: Arc<RedisCache>, script: Arc<Script>, group: Vec<Queued>) {
+    let mut slots: BTreeMap<i64, Vec<&Arc<Session>>> = BTreeMap::new();
+    for (s, _) in &group {
+        slots.entry(cache.layout.group(s.id)).or_default().push(s);
+    }
+    let calls = slots
+        .values()
+        .map(|sessions| send_or_mark(&cache, &script, sessions));
+    futures::future::join_all(calls).await;
+    drop(slots);
+    for (_, done) in group {
+        // The caller may have gone: its write is committed regardless.
+        let _ = done.send(());
+    }
+}
+
+/// Writes `sessions` through, confirmed (see [`RedisCache::confirmed`]); if that
+/// fails, Redis may still hold older versions: reads of them bypass the cache here
+/// until repaired.
 async fn send_or_mark(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) {
-    match send(cache, script, sessions).await {
-        Ok(()) => cache.succeeded(),
-        Err(error) => {
-            cache.failed("write-through", &error);
-            for s in sessions {
-                cache.mark_dirty(s.id, Some(Session::clone(s)));
-            }
+    if !cache
+        .confirmed("write-through", || send(cache, script, sessions))
+        .await
+    {
+        for s in sessions {
+            cache.mark_dirty(s.id, Some(Session::clone(s)));
         }
     }
 }

@@ -291,8 +291,9 @@ impl Sessions {
         if let Some(s) = &snapshot {
             // The first attempt may have committed and then been cancelled before its
             // write-through: this answer acknowledges it, so the cache must not stay
-            // older (the fill never goes over a newer version).
-            self.inner.cache.fill(s).await;
+            // older. A write-through like the first (confirmed, never over a newer
+            // version; watchers take the repeated notice as already seen).
+            self.inner.cache.committed(s).await;
         }
         Ok(Some(snapshot))
     }

@@ -54,6 +54,8 @@ pub struct Read {
     /// version acknowledged to anyone before it was sent; with `min_version`, that.
     pub at_least: i64,
     pub strong: bool,
+    /// When it was sent (ms since the run began), to line violations up with faults.
+    pub sent_ms: u64,
 }
 
 /// The versions one WatchSession subscription delivered, in order (across the
@@ -97,6 +99,9 @@ pub struct Report {
     /// went back.
     pub non_monotonic: usize,
     pub violations: Vec<String>,
+    /// When the violating reads were sent (ms since the run began).
+    #[serde(skip)]
+    pub read_violation_ms: Vec<u64>,
 }
 
 impl Report {
@@ -333,7 +338,18 @@ fn check_reads(r: &mut Report, finals: &[Final], writes: &[Write], reads: &[Read
         *last = (*last).max(read.version);
         if !wrong.is_empty() {
             r.non_monotonic += 1;
-            r.violation(format!("read {n} ({read:?}): {}", wrong.join("; ")));
+            r.read_violation_ms.push(read.sent_ms);
+            r.violation(format!(
+                "{} read {n} by client {} of session {} sent at {} ms answered version {} ({} log entries, {} items): {}",
+                if read.strong { "strong" } else { "min_version" },
+                read.client,
+                read.session,
+                read.sent_ms,
+                read.version,
+                read.log.len(),
+                read.items.len(),
+                wrong.join("; ")
+            ));
         }
     }
 }
@@ -394,6 +410,7 @@ mod tests {
             items: vec![],
             at_least: 2,
             strong: true,
+            sent_ms: 0,
         };
         let r = check(&[f], &writes, &[read], &[]);
         assert!(r.ok(), "{r:?}");
@@ -448,6 +465,7 @@ mod tests {
             items: vec![],
             at_least,
             strong: true,
+            sent_ms: 0,
         };
         // Older than a write acknowledged before it was sent.
         assert_eq!(

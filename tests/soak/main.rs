@@ -213,6 +213,18 @@ fn summarize(
         let longest = unavailable.entry(i.fault).or_default();
         *longest = (*longest).max(gap);
     }
+    // The faults under way around each stale read (within 5 s before it was sent).
+    let near: Vec<serde_json::Value> = report
+        .read_violation_ms
+        .iter()
+        .map(|&at| {
+            let faults: Vec<&Injected> = injected
+                .iter()
+                .filter(|i| i.start_ms <= at && i.end_ms + 5000 >= at)
+                .collect();
+            json!({"read_sent_ms": at, "faults": faults})
+        })
+        .collect();
     let dropped: u64 = world
         .droppers
         .iter()
@@ -234,6 +246,7 @@ fn summarize(
         "replay_mismatches": history.replay_mismatches.len(),
         "check": report,
         "longest_unavailable_ms": unavailable,
+        "faults_near_stale_reads": near,
         "injected": injected,
     })
 }

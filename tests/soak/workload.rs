@@ -183,6 +183,7 @@ pub async fn run_client(n: usize, addr: String, shared: Arc<Shared>, mut rng: Rn
                     seen.get(&s).copied().unwrap_or(1)
                 };
                 let id = shared.ids[s];
+                let sent_ms = shared.began.elapsed().as_millis() as u64;
                 let got = if strong {
                     c.get(id).await
                 } else {
@@ -200,6 +201,7 @@ pub async fn run_client(n: usize, addr: String, shared: Arc<Shared>, mut rng: Rn
                             items: items.into_iter().map(|(t, _)| t).collect(),
                             at_least,
                             strong,
+                            sent_ms,
                         });
                         let v = seen.entry(s).or_default();
                         *v = (*v).max(session.version);

@@ -140,6 +140,9 @@ impl World {
                 .env("SESSION__REDIS__KEY_PREFIX", &self.prefix)
                 // The checker reads every version's event.
                 .env("SESSION__DATABASE__MAX_EVENTS_PER_SESSION", "100000000")
+                // A short TTL: a Redis restarted by the nemesis is trusted again (two
+                // TTLs later) often enough for the cache to be exercised between faults.
+                .env("SESSION__REDIS__TTL_SECS", "5")
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log)
