@@ -231,3 +231,74 @@ async fn redis_outage(backend: Backend) {
     );
     app.finish().await;
 }
+
+fn signal(name: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -{name} {pid}");
+}
+
+/// A write while Redis is paused (SIGSTOP: alive, its entries kept) is answered only
+/// once its write-through has landed, so a strong read on another replica right after
+/// the answer cannot find the older entry (the soak found it could).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_during_a_redis_pause_is_answered_after_its_write_through() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let db = TestDb::create(Backend::Postgres).await;
+    let mut settings = test_settings(&db);
+    metrics_on(&mut settings);
+    settings.redis.url = Some(redis.url());
+    // The Redis is new: a short TTL, so its distrust window (two TTLs) passes soon.
+    settings.redis.ttl_secs = 1;
+    let db_b = TestDb::same_as(&db);
+    let a = TestApp::start(db, settings.clone()).await;
+    let b = TestApp::start(db_b, settings).await;
+    let (mut ca, cb) = (a.client().await, b.client().await);
+    let s = create(&mut ca, 1, json!({"n": 0})).await;
+    let hits =
+        || async { value(&scrape(&b).await, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0) };
+    let mut version = s.version;
+    for _ in 0..3 {
+        let update = pb::UpdateSessionRequest {
+            session_id: s.id,
+            flags: Some(obj(json!({ "n": version }))),
+            expected_version: Some(version),
+            ..Default::default()
+        };
+        let pid = redis.pid();
+        signal("STOP", pid);
+        let mut writer = ca.clone();
+        let write = tokio::spawn(async move { writer.update_session(as_user(1, update)).await });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!write.is_finished(), "the answer waits for Redis");
+        signal("CONT", pid);
+        let written = write.await.unwrap().expect("the write commits").into_inner();
+        version = written.version;
+        let read = common::eventually("b reads through the cache", Duration::from_secs(10), || {
+            let mut cb = cb.clone();
+            async move {
+                let before = hits().await;
+                let read = cb
+                    .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (hits().await > before).then_some(read)
+            }
+        })
+        .await;
+        assert_eq!(
+            read.version, written.version,
+            "never older than the acknowledged write"
+        );
+    }
+    a.finish().await;
+    b.finish().await;
+}

@@ -117,6 +117,8 @@ pub struct RedisCache {
     /// Until when reads bypass the cache after a reconnect (see the module docs).
     /// (Read on every lookup: an atomic, milliseconds after `started`; 0 = trusted.)
     suspect_until_ms: AtomicU64,
+    /// When the current outage began (ms after `started`), while `healthy` is false.
+    unhealthy_since_ms: AtomicU64,
     started: Instant,
     _subscriber: SubscriberClient,
 }
@@ -181,6 +183,7 @@ impl RedisCache {
             dirty: Mutex::default(),
             write_through,
             suspect_until_ms: AtomicU64::new(0),
+            unhealthy_since_ms: AtomicU64::new(0),
             started: Instant::now(),
             _subscriber: subscriber,
         };
@@ -313,13 +316,29 @@ impl RedisCache {
     pub(super) fn failed(&self, what: &str, error: &Error) {
         self.metrics.cache_outcome("bypass");
         if self.healthy.swap(false, Ordering::Relaxed) {
+            self.unhealthy_since_ms
+                .store(self.elapsed_ms(), Ordering::Relaxed);
             tracing::warn!(%error, operation = what, "redis unavailable: bypassing the cache until it recovers");
         }
     }
 
+    /// Counts a command that Redis answered. After an outage, reads still bypass the
+    /// cache for as long as it lasted plus `confirm_wait` and a second: a write
+    /// answered on another replica when its write-through gave up (see
+    /// [`confirmed`](Self::confirmed)) left an older entry there that its replica
+    /// repairs as soon as it sees Redis again (within ~100 ms); until then only this
+    /// replica's own dirty marks would protect its reads, and it has none for writes
+    /// made elsewhere.
     pub(super) fn succeeded(&self) {
         if !self.healthy.swap(true, Ordering::Relaxed) {
-            tracing::info!("redis reachable again: cache back in use");
+            let outage = self
+                .elapsed_ms()
+                .saturating_sub(self.unhealthy_since_ms.load(Ordering::Relaxed));
+            self.distrust_for(outage + self.confirm_wait.as_millis() as u64 + 1000);
+            tracing::info!(
+                outage_ms = outage,
+                "redis reachable again: cache back in use after a grace period"
+            );
         }
     }
 
@@ -425,10 +444,11 @@ impl RedisCache {
     }
 }
 
-/// Every 500 ms: while unhealthy, ping (recovery is noticed without traffic); while
-/// repairs are pending, write them. Ends when the cache is dropped.
+/// Every 100 ms: while unhealthy, ping (recovery is noticed without traffic); while
+/// repairs are pending, write them (soon after Redis answers again: other replicas
+/// bypass the cache for a grace period only). Ends when the cache is dropped.
 async fn maintain(cache: Weak<RedisCache>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
         let Some(cache) = cache.upgrade() else { return };

@@ -79,6 +79,11 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The process id, for SIGSTOP / SIGCONT.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Kills it (SIGKILL): connections drop, nothing is kept.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
