@@ -31,6 +31,19 @@ pub enum Lookup {
     Miss,
 }
 
+/// Whether a committed write may be answered: strong reads on every replica will
+/// find it (or something newer), or they might not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// In the shared cache, or there is none to serve an older entry: a Redis that
+    /// dropped its connections comes back empty or distrusted (see `redis.rs`).
+    Visible,
+    /// Redis stayed connected but never confirmed the write-through: another replica
+    /// could still read the older entry there. The write is committed; its answer
+    /// waits for a resend with the same request id.
+    Unconfirmed,
+}
+
 /// A version-guarded session cache plus cross-replica update notices.
 #[async_trait]
 pub trait SessionCache: Send + Sync + 'static {
@@ -59,15 +72,17 @@ pub trait SessionCache: Send + Sync + 'static {
     async fn publish(&self, notice: Notice);
 
     /// After a committed write: write through, then tell watchers everywhere.
-    async fn committed(&self, session: &Arc<Session>) {
+    async fn committed(&self, session: &Arc<Session>) -> Published {
         self.fill(session).await;
         self.publish(Notice::updated(session.id, session.version)).await;
+        Published::Visible
     }
 
     /// After a committed delete: tombstone, then tell watchers everywhere.
-    async fn deleted(&self, id: i64) {
+    async fn deleted(&self, id: i64) -> Published {
         self.tombstone(id).await;
         self.publish(Notice::deleted(id)).await;
+        Published::Visible
     }
 
     /// Notices for one session, newest wins.

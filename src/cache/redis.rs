@@ -44,7 +44,7 @@ use prost::Message as _;
 use tokio::{sync::broadcast, time::Instant};
 
 use super::{
-    Hub, Lookup, Notice, SessionCache, Subscription,
+    Hub, Lookup, Notice, Published, SessionCache, Subscription,
     layout::{self, Layout},
     write_through,
 };
@@ -93,6 +93,25 @@ pub struct RedisSettings {
     pub confirm_wait: Duration,
     pub ttl: Duration,
     pub tombstone_ttl: Duration,
+}
+
+/// How a write-through ended (see [`RedisCache::confirmed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    Landed,
+    /// Redis dropped the connection: gone, it comes back empty or distrusted.
+    Gone,
+    /// Redis stayed connected and never confirmed within `confirm_wait`.
+    Silent,
+}
+
+impl Sent {
+    pub(super) fn published(self) -> Published {
+        match self {
+            Self::Landed | Self::Gone => Published::Visible,
+            Self::Silent => Published::Unconfirmed,
+        }
+    }
 }
 
 /// fred-backed [`SessionCache`].
@@ -349,14 +368,14 @@ impl RedisCache {
     }
 
     /// Sends a write-through (`send`) again until it lands, for up to `confirm_wait`,
-    /// while Redis is connected: false if it never did (the caller marks the sessions
-    /// dirty). An acknowledged write must not leave an older entry that other
-    /// replicas would serve to strong reads. A Redis that times out while connected
-    /// may be alive with its entries (paused, overloaded, cut off from this replica
-    /// only), so the answer waits; one that dropped the connection is gone, and the
-    /// process that replaces it starts empty or is distrusted for a TTL (see the
-    /// module docs), so there is nothing to wait for.
-    pub(super) async fn confirmed<F, Fut>(&self, what: &str, mut send: F) -> bool
+    /// while Redis is connected. An acknowledged write must not leave an older entry
+    /// that other replicas would serve to strong reads. A Redis that times out while
+    /// connected may be alive with its entries (paused, overloaded, cut off from this
+    /// replica only): `Unconfirmed` after the wait. One that dropped the connection is
+    /// gone, and the process that replaces it starts empty or is distrusted for a
+    /// window (see the module docs): `Visible`, nothing to wait for. Either way the
+    /// caller marks what did not land dirty, for the repair.
+    pub(super) async fn confirmed<F, Fut>(&self, what: &str, mut send: F) -> Sent
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), Error>>,
@@ -366,12 +385,15 @@ impl RedisCache {
             match send().await {
                 Ok(()) => {
                     self.succeeded();
-                    return true;
+                    return Sent::Landed;
                 }
                 Err(error) => {
                     self.failed(what, &error);
-                    if !self.client().is_connected() || Instant::now() >= deadline {
-                        return false;
+                    if !self.client().is_connected() {
+                        return Sent::Gone;
+                    }
+                    if Instant::now() >= deadline {
+                        return Sent::Silent;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -649,27 +671,31 @@ impl SessionCache for RedisCache {
         }
     }
 
-    async fn committed(&self, session: &Arc<Session>) {
+    async fn committed(&self, session: &Arc<Session>) -> Published {
         let notice = Notice::updated(session.id, session.version);
         // The copy first: the notice then finds it current and keeps it.
         self.hub.recent().remember(session);
         self.hub.notify(notice);
         let (done, written) = tokio::sync::oneshot::channel();
-        if self.write_through.send((session.clone(), done)).is_ok() {
-            let _ = written.await;
+        if self.write_through.send((session.clone(), done)).is_err() {
+            // Shutting down: the write is committed and this replica answers no more reads.
+            return Published::Visible;
         }
+        written.await.map_or(Published::Visible, Sent::published)
     }
 
-    async fn deleted(&self, id: i64) {
+    async fn deleted(&self, id: i64) -> Published {
         let notice = Notice::deleted(id);
         self.hub.notify(notice);
         // An acknowledged delete, like a write: confirmed before the answer.
         let sent = self.confirmed("tombstone", || async {
             self.write_entry(id, None, Some(notice)).await.map(|_| ())
         });
-        if !sent.await {
+        let sent = sent.await;
+        if sent != Sent::Landed {
             self.mark_dirty(id, None);
         }
+        sent.published()
     }
 
     fn subscribe(&self, id: i64) -> Subscription {

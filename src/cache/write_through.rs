@@ -15,7 +15,7 @@ use fred::{prelude::*, types::scripts::Script};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Notice, RedisCache};
+use super::{Notice, RedisCache, redis::Sent};
 use crate::{domain::Session, wire::pb};
 
 /// The fill script of `redis.rs` for many keys of one slot: for key i,
@@ -45,7 +45,7 @@ return stored
 /// Most sessions in one script call.
 const MAX_GROUP: usize = 128;
 
-type Queued = (Arc<Session>, oneshot::Sender<()>);
+type Queued = (Arc<Session>, oneshot::Sender<Sent>);
 
 /// The queue `RedisCache::committed` writes to, and the end [`run`] reads.
 pub(super) type Queue = mpsc::UnboundedSender<Queued>;
@@ -88,28 +88,29 @@ async fn send_group(cache: Arc<RedisCache>, script: Arc<Script>, group: Vec<Queu
         slots.entry(cache.layout.group(s.id)).or_default().push(s);
     }
     let calls = slots
-        .values()
-        .map(|sessions| send_or_mark(&cache, &script, sessions));
-    futures::future::join_all(calls).await;
+        .iter()
+        .map(|(slot, sessions)| async { (*slot, send_or_mark(&cache, &script, sessions).await) });
+    let sent: BTreeMap<i64, Sent> = futures::future::join_all(calls).await.into_iter().collect();
     drop(slots);
-    for (_, done) in group {
+    for (session, done) in group {
         // The caller may have gone: its write is committed regardless.
-        let _ = done.send(());
+        let _ = done.send(sent[&cache.layout.group(session.id)]);
     }
 }
 
 /// Writes `sessions` through, confirmed (see [`RedisCache::confirmed`]); if that
 /// fails, Redis may still hold older versions: reads of them bypass the cache here
 /// until repaired.
-async fn send_or_mark(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) {
-    if !cache
+async fn send_or_mark(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -> Sent {
+    let sent = cache
         .confirmed("write-through", || send(cache, script, sessions))
-        .await
-    {
+        .await;
+    if sent != Sent::Landed {
         for s in sessions {
             cache.mark_dirty(s.id, Some(Session::clone(s)));
         }
     }
+    sent
 }
 
 /// One script call for `sessions` (all of one slot); loads the script on NOSCRIPT

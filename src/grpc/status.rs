@@ -43,6 +43,12 @@ impl From<ServiceError> for Status {
                     reason::DATABASE_UNAVAILABLE,
                 )
             }
+            ServiceError::Unconfirmed => plain(
+                Code::Unavailable,
+                "the write is committed, but the shared cache did not confirm it in time; \
+                 resend it with the same request_id for its answer",
+                reason::WRITE_UNCONFIRMED,
+            ),
             ServiceError::ShuttingDown => plain(
                 Code::Unavailable,
                 "server shutting down; reconnect",

@@ -27,6 +27,10 @@ pub enum ServiceError {
     PermissionDenied(&'static str),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A write committed, but Redis (connected, silent) never confirmed its new state:
+    /// other replicas could still read the older one, so it is not answered yet.
+    #[error("the write is committed, but the shared cache did not confirm it in time")]
+    Unconfirmed,
     /// The server is shutting down (ends watch streams).
     #[error("server is shutting down")]
     ShuttingDown,
@@ -44,7 +48,7 @@ impl ServiceError {
             Self::Precondition { .. } => "precondition",
             Self::RequestIdReused => "request_id_reused",
             Self::PermissionDenied(_) => "denied",
-            Self::Unavailable(_) | Self::ShuttingDown => "unavailable",
+            Self::Unavailable(_) | Self::Unconfirmed | Self::ShuttingDown => "unavailable",
             Self::Internal(_) => "error",
         }
     }

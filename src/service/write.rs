@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{Caller, ServiceError, Sessions, ended};
 use crate::{
+    cache::Published,
     domain::{Change, CreateRequest, RequestId, Session, Write, normalize_relationships, plan},
     store::{RequestKey, RequestRecord, Store, StoreError, WriteMeta, Written},
 };
@@ -57,7 +58,7 @@ impl Sessions {
         };
         tracing::Span::current().record("session_id", created.id);
         let created = Arc::new(created);
-        self.committed(&created).await;
+        self.committed(&created).await?;
         Ok(created)
     }
 
@@ -133,7 +134,7 @@ impl Sessions {
         match self.inner.store.cas(caller.owner(), &base, planned, meta).await {
             Ok(updated) => {
                 let updated = Arc::new(updated);
-                self.committed(&updated).await;
+                self.committed(&updated).await?;
                 Ok((updated, true))
             }
             Err(StoreError::Conflict(current)) => Err(ServiceError::Conflict { current, expected }),
@@ -157,7 +158,7 @@ impl Sessions {
         drop(turn);
         let (session, changed, tell) = written?;
         if tell {
-            self.committed(&session).await;
+            self.committed(&session).await?;
         }
         Ok((session, changed))
     }
@@ -222,7 +223,7 @@ impl Sessions {
             changed: written.changed,
         };
         if written.changed {
-            self.committed(&written.session).await;
+            self.committed(&written.session).await?;
         }
         Ok(written)
     }
@@ -242,7 +243,9 @@ impl Sessions {
             }
             other => other?,
         };
-        self.inner.cache.deleted(deleted.id).await;
+        if self.inner.cache.deleted(deleted.id).await == Published::Unconfirmed {
+            return Err(unconfirmed());
+        }
         Ok(None)
     }
 
@@ -293,13 +296,26 @@ impl Sessions {
             // write-through: this answer acknowledges it, so the cache must not stay
             // older. A write-through like the first (confirmed, never over a newer
             // version; watchers take the repeated notice as already seen).
-            self.inner.cache.committed(s).await;
+            if self.inner.cache.committed(s).await == Published::Unconfirmed {
+                return Err(unconfirmed());
+            }
         }
         Ok(Some(snapshot))
     }
 
     /// After a commit: write through to the cache, then tell watchers everywhere.
-    pub(super) async fn committed(&self, session: &Arc<Session>) {
-        self.inner.cache.committed(session).await;
+    /// UNAVAILABLE if the shared cache did not confirm it (see [`Published`]).
+    pub(super) async fn committed(&self, session: &Arc<Session>) -> Result<(), ServiceError> {
+        match self.inner.cache.committed(session).await {
+            Published::Visible => Ok(()),
+            Published::Unconfirmed => Err(unconfirmed()),
+        }
     }
+}
+
+/// A committed write whose answer must wait: other replicas could still read the
+/// older state from Redis. Resent with its request id, it is answered from the
+/// idempotency record (and written through again).
+fn unconfirmed() -> ServiceError {
+    ServiceError::Unconfirmed
 }

@@ -24,6 +24,9 @@ pub mod reason {
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
     pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
     pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
+    /// A write committed whose new state the shared cache did not confirm in time:
+    /// resend it with the same request id for its answer.
+    pub const WRITE_UNCONFIRMED: &str = "WRITE_UNCONFIRMED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
