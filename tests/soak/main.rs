@@ -81,6 +81,11 @@ async fn randomized_faults_lose_duplicate_and_reorder_nothing() {
         ids.push(created.id);
     }
     let began = Instant::now();
+    eprintln!(
+        "soak: began at {} (the replicas' logs are in {}/soak)",
+        chrono::Utc::now().to_rfc3339(),
+        env!("CARGO_TARGET_TMPDIR")
+    );
     let shared = Arc::new(Shared {
         ids,
         acked_max: (0..SESSIONS).map(|_| AtomicI64::new(1)).collect(),

@@ -143,8 +143,10 @@ impl World {
                 // A short TTL: a Redis restarted by the nemesis is trusted again (two
                 // TTLs later) often enough for the cache to be exercised between faults.
                 .env("SESSION__REDIS__TTL_SECS", "5")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
+                // The cache's own account of outages and repairs, for a failing run.
+                .env("RUST_LOG", "warn,session_service::cache=info")
+                .env("SESSION__LOG__FORMAT", "json")
+                .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .expect("the server binary starts");
