@@ -87,6 +87,35 @@ async fn a_tombstone_keeps_a_racing_fill_from_resurrecting_a_deleted_session() {
     .await;
 }
 
+/// An answer from the idempotency record writes its (possibly old) snapshot through
+/// only over an older entry: once the newer entry has expired, re-creating the old one
+/// would serve it to strong reads (the soak found this after a PostgreSQL outage
+/// longer than the TTL).
+#[tokio::test]
+async fn a_replayed_answer_never_recreates_an_expired_entry() {
+    let Some(c) = cache(Duration::from_millis(300)).await else {
+        return;
+    };
+    c.fill(&session(7, 2)).await;
+    c.replayed(&session(7, 3)).await;
+    assert!(
+        matches!(c.get(7).await, Lookup::Hit(s) if s.version == 3),
+        "an older entry is replaced"
+    );
+    c.replayed(&session(7, 2)).await;
+    assert!(
+        matches!(c.get(7).await, Lookup::Hit(s) if s.version == 3),
+        "a newer one stays"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.replayed(&session(7, 2)).await;
+    assert_eq!(
+        c.get(7).await,
+        Lookup::Miss,
+        "nothing is created where the entry expired"
+    );
+}
+
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
     let Some(c) = cache(Duration::from_millis(300)).await else {

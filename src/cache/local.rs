@@ -11,7 +11,7 @@ use lru::LruCache;
 // tokio's clock (the system's outside tests), so TTL tests run on a paused clock.
 use tokio::time::Instant;
 
-use super::{Hub, Lookup, Notice, SessionCache, Subscription};
+use super::{Hub, Lookup, Notice, Published, SessionCache, Subscription};
 use crate::{domain::Session, telemetry::Metrics};
 
 #[derive(Clone)]
@@ -62,6 +62,18 @@ impl SessionCache for LocalCache {
 
     fn remember(&self, session: &Arc<Session>) {
         self.put_if_newer(session);
+    }
+
+    async fn replayed(&self, session: &Arc<Session>) -> Published {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("cache lock");
+        if let Some(e) = entries.get_mut(&session.id)
+            && e.expires > now
+            && matches!(&e.slot, Slot::Live(held) if held.version < session.version)
+        {
+            e.slot = Slot::Live(session.clone());
+        }
+        Published::Visible
     }
 
     fn recent(&self, id: i64) -> Option<Arc<Session>> {

@@ -78,6 +78,13 @@ pub trait SessionCache: Send + Sync + 'static {
         Published::Visible
     }
 
+    /// An answer from the idempotency record acknowledges `session`, which may be
+    /// old: its first attempt may have committed and been cut off before its
+    /// write-through. Replaces a cached entry older than it, confirmed like a
+    /// write-through, and never creates one: an absent entry holds nothing stale,
+    /// while creating it could go under a newer version that was cached and expired.
+    async fn replayed(&self, session: &Arc<Session>) -> Published;
+
     /// After a committed delete: tombstone, then tell watchers everywhere.
     async fn deleted(&self, id: i64) -> Published {
         self.tombstone(id).await;

@@ -54,6 +54,19 @@ use crate::{
     wire::pb,
 };
 
+/// A repair: replaces the entry only if it exists and is older. An absent entry
+/// (expired, or Redis restarted) holds nothing stale, and creating one from an old
+/// repair could go under a newer version that was written and has since expired.
+const REPAIR_LUA: &str = r"
+local held = redis.call('HGET', KEYS[1], 'v')
+if held and tonumber(held) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+";
+
 /// The one cache-fill script: set only if the cached version is older or absent.
 /// A tombstone carries the largest version, so nothing overwrites it until it expires.
 /// Idempotent, so fred re-sending it after a reconnect is harmless.
@@ -119,6 +132,7 @@ pub struct RedisCache {
     pool: Pool,
     options: Options,
     script: Script,
+    repair_script: Script,
     pub(super) layout: Layout,
     pub(super) ttl_ms: i64,
     tombstone_ttl_ms: i64,
@@ -190,6 +204,7 @@ impl RedisCache {
                 ..Default::default()
             },
             script: Script::from_lua(FILL_LUA),
+            repair_script: Script::from_lua(REPAIR_LUA),
             layout,
             ttl_ms: settings.ttl.as_millis() as i64,
             tombstone_ttl_ms: settings.tombstone_ttl.as_millis() as i64,
@@ -331,6 +346,31 @@ impl RedisCache {
         Ok(())
     }
 
+    /// [`REPAIR_LUA`] for `session`.
+    async fn replace_older(&self, session: &Session) -> Result<(), Error> {
+        let client = self.client();
+        let key = self.key(session.id);
+        let args = || -> Vec<Value> {
+            let data = pb::GameSession::from(session).encode_to_vec();
+            vec![
+                session.version.into(),
+                Value::Bytes(data.into()),
+                self.ttl_ms.into(),
+            ]
+        };
+        let sha = self.repair_script.sha1().clone();
+        match client
+            .evalsha::<i64, _, _, _>(sha.clone(), key.clone(), args())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                self.load_script(REPAIR_LUA).await?;
+                client.evalsha::<i64, _, _, _>(sha, key, args()).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Counts a failed command; the first failure of an outage is logged as a warning.
     pub(super) fn failed(&self, what: &str, error: &Error) {
         self.metrics.cache_outcome("bypass");
@@ -454,7 +494,13 @@ impl RedisCache {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (id, repair) in pending {
-            if self.write_entry(id, repair.as_ref(), None).await.is_err() {
+            let written = match &repair {
+                Some(session) => self.replace_older(session).await,
+                // A tombstone is written even where nothing is cached: it keeps a
+                // racing fill from resurrecting the deleted session.
+                None => self.write_entry(id, None, None).await.map(|_| ()),
+            };
+            if written.is_err() {
                 return;
             }
             let version = |r: &Option<Session>| r.as_ref().map(|s| s.version);
@@ -682,6 +728,15 @@ impl SessionCache for RedisCache {
             return Published::Visible;
         }
         written.await.map_or(Published::Visible, Sent::published)
+    }
+
+    async fn replayed(&self, session: &Arc<Session>) -> Published {
+        self.hub.recent().remember(session);
+        let sent = self.confirmed("replay", || self.replace_older(session)).await;
+        if sent != Sent::Landed {
+            self.mark_dirty(session.id, Some(Session::clone(session)));
+        }
+        sent.published()
     }
 
     async fn deleted(&self, id: i64) -> Published {

@@ -293,10 +293,9 @@ impl Sessions {
         let snapshot = record.snapshot.map(Arc::new);
         if let Some(s) = &snapshot {
             // The first attempt may have committed and then been cancelled before its
-            // write-through: this answer acknowledges it, so the cache must not stay
-            // older. A write-through like the first (confirmed, never over a newer
-            // version; watchers take the repeated notice as already seen).
-            if self.inner.cache.committed(s).await == Published::Unconfirmed {
+            // write-through: this answer acknowledges it, so the cache must not hold
+            // anything older (see SessionCache::replayed).
+            if self.inner.cache.replayed(s).await == Published::Unconfirmed {
                 return Err(unconfirmed());
             }
         }

@@ -5,7 +5,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
