@@ -19,10 +19,19 @@
 //! tests/soak/, found exactly that).
 //!
 //! A write is answered after its write-through lands ([`RedisCache::confirmed`]): a
-//! strong read on any replica then finds it, or a newer one, or a miss. The soak
-//! (tests/soak/) found the hole this closes: a Redis paused for a second made a
-//! write-through time out, the write was answered, and other replicas read the older
-//! entry after Redis came back and before this replica's repair.
+//! strong read on any replica then finds it, or a newer one, or a miss. If Redis stays
+//! connected but silent for `confirm_wait`, the committed write is answered
+//! UNAVAILABLE (`WRITE_UNCONFIRMED`) and its resend is answered from the idempotency
+//! record once the entry is written ([`SessionCache::replayed`], which never creates
+//! an entry: an old snapshot must not go under a newer version that has expired). If
+//! Redis dropped the connection, the write is answered and the session marked dirty:
+//! the replacement process is empty or distrusted. A replica that saw an outage reads
+//! from the database for its length plus `confirm_wait` and a second afterwards, while
+//! the replicas holding dirty sessions repair them (within ~100 ms).
+//!
+//! The soak (tests/soak/) found each of these holes: a paused Redis under a write, a
+//! replica started next to a Redis younger than the distrust window, and a replayed
+//! answer re-creating an expired entry after a PostgreSQL outage longer than the TTL.
 
 use std::{
     collections::HashMap,

@@ -233,16 +233,21 @@ async fn update(
     token: &str,
     h: &mut History,
 ) -> Option<Outcome> {
-    let base = match c.get(shared.ids[s]).await {
-        Ok(base) => base,
-        Err(e) => {
-            h.error(&e);
-            return None;
-        }
-    };
+    let base = base(c, shared, s, h).await?;
     let result = c.update_from(base, |s| append(s, token)).await;
-    Some(match result {
-        Ok(s) => Outcome::Acked(s.version),
+    Some(outcome_of(result.map(|s| s.version), h))
+}
+
+/// A strong read for a write to start from (`None`, counted, if it failed).
+async fn base(c: &SessionClient, shared: &Shared, s: usize, h: &mut History) -> Option<Session> {
+    c.get(shared.ids[s]).await.map_err(|e| h.error(&e)).ok()
+}
+
+/// What a write's answer says happened: acknowledged at a version, refused for good,
+/// or unknown (no answer).
+fn outcome_of(answer: Result<i64, ClientError>, h: &mut History) -> Outcome {
+    match answer {
+        Ok(version) => Outcome::Acked(version),
         Err(e) => {
             h.error(&e);
             if refused(&e) {
@@ -251,7 +256,7 @@ async fn update(
                 Outcome::Unknown
             }
         }
-    })
+    }
 }
 
 /// An idempotent write: one request id kept, resent from a fresh read until it is
@@ -323,43 +328,20 @@ async fn resend(
 
 /// MutateSession without expected_version: an inventory item named by the token.
 async fn mutate(c: &SessionClient, shared: &Shared, s: usize, token: &str, h: &mut History) -> Outcome {
-    match c
+    let answer = c
         .mutate(shared.ids[s], &[ops::add_inventory_item(token, 1)], None)
-        .await
-    {
-        Ok(s) => Outcome::Acked(s.version),
-        Err(e) => {
-            h.error(&e);
-            if refused(&e) {
-                Outcome::Refused
-            } else {
-                Outcome::Unknown
-            }
-        }
-    }
+        .await;
+    outcome_of(answer.map(|s| s.version), h)
 }
 
-/// AdvanceSession between nodes 1 and 2.
+/// AdvanceSession between nodes 1 and 2 (moved elsewhere meanwhile: refused).
 async fn advance(c: &SessionClient, shared: &Shared, s: usize, h: &mut History) -> Option<Outcome> {
-    let base = match c.get(shared.ids[s]).await {
-        Ok(base) => base,
-        Err(e) => {
-            h.error(&e);
-            return None;
-        }
-    };
+    let base = base(c, shared, s, h).await?;
     let to = if base.current_node_id == 1 { 2 } else { 1 };
     Some(match c.advance(&base, 100 + to, to).await {
         Ok(AdvanceOutcome::Advanced(s)) => Outcome::Acked(s.version),
         Ok(AdvanceOutcome::Moved { .. }) => Outcome::Refused,
-        Err(e) => {
-            h.error(&e);
-            if refused(&e) {
-                Outcome::Refused
-            } else {
-                Outcome::Unknown
-            }
-        }
+        Err(e) => outcome_of(Err(e), h),
     })
 }
 
