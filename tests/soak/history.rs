@@ -102,6 +102,9 @@ pub struct Report {
     /// When the violating reads were sent (ms since the run began).
     #[serde(skip)]
     pub read_violation_ms: Vec<u64>,
+    /// The violating reads: (session, version answered, version it had to be at least).
+    #[serde(skip)]
+    pub stale_reads: Vec<(usize, i64, i64)>,
 }
 
 impl Report {
@@ -339,6 +342,7 @@ fn check_reads(r: &mut Report, finals: &[Final], writes: &[Write], reads: &[Read
         if !wrong.is_empty() {
             r.non_monotonic += 1;
             r.read_violation_ms.push(read.sent_ms);
+            r.stale_reads.push((read.session, read.version, read.at_least));
             r.violation(format!(
                 "{} read {n} by client {} of session {} sent at {} ms answered version {} ({} log entries, {} items): {}",
                 if read.strong { "strong" } else { "min_version" },

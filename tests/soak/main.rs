@@ -18,7 +18,7 @@ mod workload;
 mod world;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicI64, Ordering},
@@ -28,7 +28,7 @@ use std::{
 
 use futures::StreamExt;
 use serde_json::json;
-use session_service::client::create_request;
+use session_service::{client::create_request, pb};
 
 use history::{Final, Report};
 use nemesis::{Fault, Injected, Rng};
@@ -81,9 +81,10 @@ async fn randomized_faults_lose_duplicate_and_reorder_nothing() {
         ids.push(created.id);
     }
     let began = Instant::now();
+    let began_unix = chrono::Utc::now();
     eprintln!(
         "soak: began at {} (the replicas' logs are in {}/soak)",
-        chrono::Utc::now().to_rfc3339(),
+        began_unix.to_rfc3339(),
         env!("CARGO_TARGET_TMPDIR")
     );
     let shared = Arc::new(Shared {
@@ -128,8 +129,23 @@ async fn randomized_faults_lose_duplicate_and_reorder_nothing() {
         history.merge(t.await.unwrap());
     }
 
-    let finals = final_states(&world, &shared.ids).await;
+    let (finals, committed_at) = final_states(&world, &shared.ids).await;
+
     let report = history::check(&finals, &history.writes, &history.reads, &history.watches);
+    let began_unix_ms = began_unix.timestamp_millis();
+    // For each stale read: when (ms into the run) the version it answered and the one
+    // it had to reach were committed, to line them up with the faults.
+    let stale: Vec<serde_json::Value> = report
+        .stale_reads
+        .iter()
+        .map(|&(s, answered, needed)| {
+            let at = |v: i64| committed_at[s].get(&v).map(|t| t - began_unix_ms);
+            json!({"session": s, "answered": answered, "answered_committed_ms": at(answered),
+                   "needed": needed, "needed_committed_ms": at(needed),
+                   "next_committed_ms": at(answered + 1)})
+        })
+        .collect();
+    eprintln!("soak: stale reads {}", serde_json::to_string(&stale).unwrap());
     let summary = summarize(
         seed, duration, redis, &world, &history, &report, &injected, &shared,
     );
@@ -160,23 +176,37 @@ async fn randomized_faults_lose_duplicate_and_reorder_nothing() {
 }
 
 /// Every session read strongly from a replica directly, with its events.
-async fn final_states(world: &World, ids: &[i64]) -> Vec<Final> {
+/// Also when each version was committed (unix ms), per session.
+async fn final_states(world: &World, ids: &[i64]) -> (Vec<Final>, Vec<HashMap<i64, i64>>) {
     let c = workload::client(&world.direct(0).await);
     let mut finals = Vec::new();
+    let mut committed_at = Vec::new();
     for &id in ids {
         let s = common::eventually("a final read", Duration::from_secs(60), || async {
             c.get(id).await.ok()
         })
         .await;
-        let events: Vec<(i64, String)> =
+        let listed: Vec<pb::SessionEvent> =
             common::eventually("the events", Duration::from_secs(60), || async {
                 let listed: Result<Vec<_>, _> =
                     c.list_events(id).collect::<Vec<_>>().await.into_iter().collect();
-                listed
-                    .ok()
-                    .map(|e| e.into_iter().map(|e| (e.version, e.action)).collect())
+                listed.ok()
             })
             .await;
+        let events = listed.iter().map(|e| (e.version, e.action.clone())).collect();
+        committed_at.push(
+            listed
+                .iter()
+                .map(|e| {
+                    (
+                        e.version,
+                        e.created_at
+                            .as_ref()
+                            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+                    )
+                })
+                .collect(),
+        );
         let (log, items) = workload::lists(&s);
         finals.push(Final {
             version: s.version,
@@ -185,7 +215,7 @@ async fn final_states(world: &World, ids: &[i64]) -> Vec<Final> {
             events,
         });
     }
-    finals
+    (finals, committed_at)
 }
 
 /// The report RELIABILITY.md's soak table is written from.
