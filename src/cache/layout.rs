@@ -125,6 +125,12 @@ impl Layout {
         }
     }
 
+    /// The highest version ever written to the session's hash, kept for longer than
+    /// the hash (see `redis.rs`): in the same hash slot on a Cluster.
+    pub(super) fn floor_key(&self, id: i64) -> String {
+        format!("{}:floor", self.key(id))
+    }
+
     /// The channel a session's notices go to.
     pub(super) fn channel(&self, id: i64) -> String {
         if self.cluster {

@@ -80,9 +80,8 @@ pub trait SessionCache: Send + Sync + 'static {
 
     /// An answer from the idempotency record acknowledges `session`, which may be
     /// old: its first attempt may have committed and been cut off before its
-    /// write-through. Replaces a cached entry older than it, confirmed like a
-    /// write-through, and never creates one: an absent entry holds nothing stale,
-    /// while creating it could go under a newer version that was cached and expired.
+    /// write-through. Written through and confirmed like a commit, never over a newer
+    /// version, nor under one that was cached and has expired.
     async fn replayed(&self, session: &Arc<Session>) -> Published;
 
     /// After a committed delete: tombstone, then tell watchers everywhere.

@@ -22,16 +22,19 @@
 //! strong read on any replica then finds it, or a newer one, or a miss. If Redis stays
 //! connected but silent for `confirm_wait`, the committed write is answered
 //! UNAVAILABLE (`WRITE_UNCONFIRMED`) and its resend is answered from the idempotency
-//! record once the entry is written ([`SessionCache::replayed`], which never creates
-//! an entry: an old snapshot must not go under a newer version that has expired). If
+//! record once the entry is written ([`SessionCache::replayed`]; every write is held
+//! to the session's version floor, see [`FILL_LUA`], so an old snapshot cannot go
+//! under a newer version that has expired). If
 //! Redis dropped the connection, the write is answered and the session marked dirty:
 //! the replacement process is empty or distrusted. A replica that saw an outage reads
 //! from the database for its length plus `confirm_wait` and a second afterwards, while
 //! the replicas holding dirty sessions repair them (within ~100 ms).
 //!
 //! The soak (tests/soak/) found each of these holes: a paused Redis under a write, a
-//! replica started next to a Redis younger than the distrust window, and a replayed
-//! answer re-creating an expired entry after a PostgreSQL outage longer than the TTL.
+//! replica started next to a Redis younger than the distrust window, and old
+//! versions re-creating an expired entry (a replayed answer after a PostgreSQL outage
+//! longer than the TTL; a fill that timed out at the client and ran when Redis caught
+//! up).
 
 use std::{
     collections::HashMap,
@@ -63,37 +66,40 @@ use crate::{
     wire::pb,
 };
 
-/// A repair: replaces the entry only if it exists and is older. An absent entry
-/// (expired, or Redis restarted) holds nothing stale, and creating one from an old
-/// repair could go under a newer version that was written and has since expired.
-const REPAIR_LUA: &str = r"
-local held = redis.call('HGET', KEYS[1], 'v')
-if held and tonumber(held) < tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-return 0
-";
-
-/// The one cache-fill script: set only if the cached version is older or absent.
+/// The one cache-fill script: set only if the cached version is older or absent, and
+/// not below the session's version floor (KEYS[2]), which it raises. The floor
+/// outlives the entry (`FLOOR_TTLS` TTLs): a fill or write-through of an old version
+/// that arrives late (a command that timed out at the client still runs when Redis
+/// catches up; an answer replayed from the idempotency record carries an old
+/// snapshot) cannot re-create an entry under a newer version that has expired.
 /// A tombstone carries the largest version, so nothing overwrites it until it expires.
 /// Idempotent, so fred re-sending it after a reconnect is harmless.
-/// After a commit it also publishes the notice (ARGV[4] channel, ARGV[5] message,
-/// ARGV[6] PUBLISH or SPUBLISH), so a write-through costs one round trip.
+/// ARGV: version, data, TTL ms, floor TTL ms; after a commit also the notice
+/// (ARGV[5] channel, ARGV[6] message, ARGV[7] PUBLISH or SPUBLISH), so a
+/// write-through costs one round trip.
 const FILL_LUA: &str = r"
-local held = redis.call('HGET', KEYS[1], 'v')
+local v = tonumber(ARGV[1])
+local floor = redis.call('GET', KEYS[2])
 local stored = 0
-if not held or tonumber(held) < tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  stored = 1
+if not floor or tonumber(floor) <= v then
+  if not floor or tonumber(floor) < v then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+  end
+  local held = redis.call('HGET', KEYS[1], 'v')
+  if not held or tonumber(held) < v then
+    redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    stored = 1
+  end
 end
-if ARGV[4] then
-  redis.call(ARGV[6], ARGV[4], ARGV[5])
+if ARGV[5] then
+  redis.call(ARGV[7], ARGV[5], ARGV[6])
 end
 return stored
 ";
+
+/// How many TTLs a session's version floor outlives its entry.
+pub(super) const FLOOR_TTLS: i64 = 10;
 
 /// 2^53: larger than any version, exact in Lua's doubles.
 const TOMBSTONE_VERSION: i64 = 1 << 53;
@@ -141,7 +147,6 @@ pub struct RedisCache {
     pool: Pool,
     options: Options,
     script: Script,
-    repair_script: Script,
     pub(super) layout: Layout,
     pub(super) ttl_ms: i64,
     tombstone_ttl_ms: i64,
@@ -213,7 +218,6 @@ impl RedisCache {
                 ..Default::default()
             },
             script: Script::from_lua(FILL_LUA),
-            repair_script: Script::from_lua(REPAIR_LUA),
             layout,
             ttl_ms: settings.ttl.as_millis() as i64,
             tombstone_ttl_ms: settings.tombstone_ttl.as_millis() as i64,
@@ -232,9 +236,11 @@ impl RedisCache {
         };
         let cache = Arc::new(cache);
         let known = Arc::new(Mutex::new(HashMap::new()));
+        let mut aged = false;
         for client in cache.pool.clients() {
             for server in client.active_connections() {
                 if let Some((id, uptime_ms)) = run_id(client, &server, cache.layout.sharded()).await {
+                    aged = true;
                     // A Redis younger than the window may hold entries older than
                     // writes acknowledged while it was down (or before a failover),
                     // by replicas that may have died before repairing them: this
@@ -247,6 +253,10 @@ impl RedisCache {
                     known.lock().expect("run ids").insert(server, id);
                 }
             }
+        }
+        if !aged {
+            // Not connected yet, so the Redis's age is unknown: as if it were new.
+            cache.distrust();
         }
         for client in cache.pool.clients() {
             let watch = distrust_after_reconnects(Arc::downgrade(&cache), client.clone(), known.clone());
@@ -321,9 +331,14 @@ impl RedisCache {
         notice: Option<Notice>,
     ) -> Result<i64, Error> {
         let client = self.client();
-        let key = self.key(id);
+        let keys = vec![self.key(id), self.layout.floor_key(id)];
         let args = || -> Vec<Value> {
-            let mut args: Vec<Value> = vec![version.into(), data.as_slice().into(), ttl_ms.into()];
+            let mut args: Vec<Value> = vec![
+                version.into(),
+                data.as_slice().into(),
+                ttl_ms.into(),
+                self.floor_ttl_ms().into(),
+            ];
             if let Some(n) = notice {
                 args.push(self.layout.channel(id).into());
                 args.push(n.encode().into());
@@ -332,15 +347,20 @@ impl RedisCache {
             args
         };
         match client
-            .evalsha::<i64, _, _, _>(self.script.sha1().clone(), key.clone(), args())
+            .evalsha::<i64, _, _, _>(self.script.sha1().clone(), keys.clone(), args())
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 self.load_script(FILL_LUA).await?;
-                client.evalsha(self.script.sha1().clone(), key, args()).await
+                client.evalsha(self.script.sha1().clone(), keys, args()).await
             }
             other => other,
         }
+    }
+
+    /// How long a session's version floor is kept (see [`FILL_LUA`]).
+    pub(super) fn floor_ttl_ms(&self) -> i64 {
+        self.ttl_ms.max(self.tombstone_ttl_ms) * FLOOR_TTLS
     }
 
     /// Loads a script where EVALSHA will look for it: the one server, or every
@@ -353,31 +373,6 @@ impl RedisCache {
             client.script_load::<String, _>(lua).await?;
         }
         Ok(())
-    }
-
-    /// [`REPAIR_LUA`] for `session`.
-    async fn replace_older(&self, session: &Session) -> Result<(), Error> {
-        let client = self.client();
-        let key = self.key(session.id);
-        let args = || -> Vec<Value> {
-            let data = pb::GameSession::from(session).encode_to_vec();
-            vec![
-                session.version.into(),
-                Value::Bytes(data.into()),
-                self.ttl_ms.into(),
-            ]
-        };
-        let sha = self.repair_script.sha1().clone();
-        match client
-            .evalsha::<i64, _, _, _>(sha.clone(), key.clone(), args())
-            .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                self.load_script(REPAIR_LUA).await?;
-                client.evalsha::<i64, _, _, _>(sha, key, args()).await.map(|_| ())
-            }
-            other => other.map(|_| ()),
-        }
     }
 
     /// Counts a failed command; the first failure of an outage is logged as a warning.
@@ -439,9 +434,11 @@ impl RedisCache {
                 Err(error) => {
                     self.failed(what, &error);
                     if !self.client().is_connected() {
+                        tracing::warn!(operation = what, %error, "redis disconnected: answered without the write-through (the session is repaired later)");
                         return Sent::Gone;
                     }
                     if Instant::now() >= deadline {
+                        tracing::warn!(operation = what, %error, "redis silent past confirm_wait: the write is answered UNAVAILABLE");
                         return Sent::Silent;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -503,13 +500,7 @@ impl RedisCache {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (id, repair) in pending {
-            let written = match &repair {
-                Some(session) => self.replace_older(session).await,
-                // A tombstone is written even where nothing is cached: it keeps a
-                // racing fill from resurrecting the deleted session.
-                None => self.write_entry(id, None, None).await.map(|_| ()),
-            };
-            if written.is_err() {
+            if self.write_entry(id, repair.as_ref(), None).await.is_err() {
                 return;
             }
             let version = |r: &Option<Session>| r.as_ref().map(|s| s.version);
@@ -741,7 +732,13 @@ impl SessionCache for RedisCache {
 
     async fn replayed(&self, session: &Arc<Session>) -> Published {
         self.hub.recent().remember(session);
-        let sent = self.confirmed("replay", || self.replace_older(session)).await;
+        let sent = self
+            .confirmed("replay", || async {
+                self.write_entry(session.id, Some(session), None)
+                    .await
+                    .map(|_| ())
+            })
+            .await;
         if sent != Sent::Landed {
             self.mark_dirty(session.id, Some(Session::clone(session)));
         }

@@ -18,24 +18,33 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Notice, RedisCache, redis::Sent};
 use crate::{domain::Session, wire::pb};
 
-/// The fill script of `redis.rs` for many keys of one slot: for key i,
-/// ARGV[4i+1..4i+4] are the version, the encoded session, the TTL in ms and the
-/// notice; the last two ARGV are PUBLISH or SPUBLISH and the channel. Each key is
-/// set only if its cached version is older or absent (a tombstone's version is
-/// larger than any). Idempotent, so a re-send is harmless.
+/// The fill script of `redis.rs` for many sessions of one slot, with the same version
+/// floors: for session i, KEYS[2i-1] is its hash and KEYS[2i] its floor, and
+/// ARGV[4i-3..4i] are the version, the encoded session, the TTL in ms and the notice;
+/// the last three ARGV are the floor TTL, PUBLISH or SPUBLISH and the channel. Each
+/// hash is set only if its cached version is older or absent and the version is not
+/// below the floor (a tombstone's version is larger than any). Idempotent, so a
+/// re-send is harmless.
 const FILL_MANY_LUA: &str = r"
 local channel = ARGV[#ARGV]
 local publish = ARGV[#ARGV - 1]
+local floor_ttl = ARGV[#ARGV - 2]
 local stored = {}
-for i, key in ipairs(KEYS) do
-  local a = (i - 1) * 4
-  local held = redis.call('HGET', key, 'v')
-  if not held or tonumber(held) < tonumber(ARGV[a + 1]) then
-    redis.call('HSET', key, 'v', ARGV[a + 1], 'd', ARGV[a + 2])
-    redis.call('PEXPIRE', key, ARGV[a + 3])
-    stored[i] = 1
-  else
-    stored[i] = 0
+for i = 1, #KEYS / 2 do
+  local key, floor_key, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 4
+  local v = tonumber(ARGV[a + 1])
+  local floor = redis.call('GET', floor_key)
+  stored[i] = 0
+  if not floor or tonumber(floor) <= v then
+    if not floor or tonumber(floor) < v then
+      redis.call('SET', floor_key, ARGV[a + 1], 'PX', floor_ttl)
+    end
+    local held = redis.call('HGET', key, 'v')
+    if not held or tonumber(held) < v then
+      redis.call('HSET', key, 'v', ARGV[a + 1], 'd', ARGV[a + 2])
+      redis.call('PEXPIRE', key, ARGV[a + 3])
+      stored[i] = 1
+    end
   end
   redis.call(publish, channel, ARGV[a + 4])
 end
@@ -116,7 +125,12 @@ async fn send_or_mark(cache: &RedisCache, script: &Script, sessions: &[&Arc<Sess
 /// One script call for `sessions` (all of one slot); loads the script on NOSCRIPT
 /// (first use, restart, flush).
 async fn send(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -> Result<(), Error> {
-    let keys = || -> Vec<String> { sessions.iter().map(|s| cache.key(s.id)).collect() };
+    let keys = || -> Vec<String> {
+        sessions
+            .iter()
+            .flat_map(|s| [cache.key(s.id), cache.layout.floor_key(s.id)])
+            .collect()
+    };
     let args = || -> Vec<Value> {
         let mut args: Vec<Value> = Vec::with_capacity(sessions.len() * 4 + 1);
         for s in sessions {
@@ -125,6 +139,7 @@ async fn send(cache: &RedisCache, script: &Script, sessions: &[&Arc<Session>]) -
             args.push(cache.ttl_ms.into());
             args.push(Notice::updated(s.id, s.version).encode().into());
         }
+        args.push(cache.floor_ttl_ms().into());
         args.push(cache.layout.publish_command().into());
         args.push(cache.layout.channel(sessions[0].id).into());
         args
