@@ -87,10 +87,10 @@ async fn a_tombstone_keeps_a_racing_fill_from_resurrecting_a_deleted_session() {
     .await;
 }
 
-/// An answer from the idempotency record writes its (possibly old) snapshot through
-/// only over an older entry: once the newer entry has expired, re-creating the old one
-/// would serve it to strong reads (the soak found this after a PostgreSQL outage
-/// longer than the TTL).
+/// An answer from the idempotency record writes its (possibly old) snapshot through,
+/// but never under the session's version floor: once the newer entry has expired,
+/// re-creating the old one would serve it to strong reads (the soak found this after
+/// a PostgreSQL outage longer than the TTL).
 #[tokio::test]
 async fn a_replayed_answer_never_recreates_an_expired_entry() {
     let Some(c) = cache(Duration::from_millis(300)).await else {
@@ -112,8 +112,18 @@ async fn a_replayed_answer_never_recreates_an_expired_entry() {
     assert_eq!(
         c.get(7).await,
         Lookup::Miss,
-        "nothing is created where the entry expired"
+        "nothing older is created where the entry expired"
     );
+    // Nor by a fill that arrives late (one that timed out at the client and ran when
+    // Redis caught up); the newest version itself may be cached again.
+    c.fill(&session(7, 1)).await;
+    assert_eq!(
+        c.get(7).await,
+        Lookup::Miss,
+        "a late fill stays below the version floor"
+    );
+    c.fill(&session(7, 3)).await;
+    assert!(matches!(c.get(7).await, Lookup::Hit(s) if s.version == 3));
 }
 
 #[tokio::test]
