@@ -2,7 +2,9 @@
 """Adds one scripts/soak.sh run to the soak table of RELIABILITY.md (between
 <!-- soak:begin --> and <!-- soak:end -->), newest first, the last 10 runs kept.
 
-    soak_report.py REPORT.json RELIABILITY.md [--broken]
+    soak_report.py REPORT.json RELIABILITY.md [--broken] [--commit SHA] [--when "YYYY-MM-DD HH:MM UTC"]
+
+(--commit and --when record a run made earlier, on another commit.)
 """
 
 import datetime
@@ -12,11 +14,20 @@ import subprocess
 import sys
 
 report, out = sys.argv[1], sys.argv[2]
-broken = "--broken" in sys.argv[3:]
+rest = sys.argv[3:]
+broken = "--broken" in rest
+
+
+def option(name):
+    return rest[rest.index(name) + 1] if name in rest else None
+
+
 r = json.load(open(report))
 c = r["check"]
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+commit = option("--commit") or subprocess.run(
+    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+).stdout.strip()
+when = option("--when") or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def kinds(d):
@@ -56,7 +67,19 @@ idempotency and passes only if the checker catches it.
 
 "Other" counts phantom writes, misordered versions and replays answered wrongly.
 "Longest unavailable" is the longest stretch with no successful operation that
-overlaps a fault of that kind.
+overlaps a fault of that kind. The final state is read strongly through one replica;
+when that read is itself stale, the writes it misses count as lost and misordered
+although the events table (also checked) holds them, as in the 08:38 run below.
+
+What the runs found (the soak is not yet a gate: `cargo test` leaves it out):
+strong reads older than an acknowledged write, 3 to 6 per 600 s, always after
+compound faults within one cache TTL (the soak uses a 5 s TTL to reach them often).
+Four holes were found and closed (a paused Redis under a write, a replica started
+next to a young Redis, a replayed answer or a late fill re-creating an expired entry
+under a newer version). What remains shows up where a Redis restart and a
+PostgreSQL outage fall within a few seconds of each other; its cause is not pinned
+down yet (the replicas' logs show writes answered while Redis was disconnected, which
+the design takes as safe because a new Redis process is distrusted for a window).
 
 | run | duration | seed | Redis | faults injected | operations | acknowledged | lost | duplicated | non-monotonic reads | other | longest unavailable |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
