@@ -76,10 +76,11 @@ strong reads older than an acknowledged write, 3 to 6 per 600 s, always after
 compound faults within one cache TTL (the soak uses a 5 s TTL to reach them often).
 Four holes were found and closed (a paused Redis under a write, a replica started
 next to a young Redis, a replayed answer or a late fill re-creating an expired entry
-under a newer version). What remains shows up where a Redis restart and a
-PostgreSQL outage fall within a few seconds of each other; its cause is not pinned
-down yet (the replicas' logs show writes answered while Redis was disconnected, which
-the design takes as safe because a new Redis process is distrusted for a window).
+under a newer version). What remains (found in the replicas' logs of the 08:38
+run, not yet fixed): a replica restarted while Redis was down never got its pool
+connected afterwards, and answered its writes "without the write-through" (the rule
+for a Redis that died, whose replacement is distrusted), while the other replicas
+used the Redis it never updated.
 
 | run | duration | seed | Redis | faults injected | operations | acknowledged | lost | duplicated | non-monotonic reads | other | longest unavailable |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
