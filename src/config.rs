@@ -124,7 +124,7 @@ pub struct RedisConfig {
     pub pool_size: usize,
     pub command_timeout_ms: u64,
     /// How long a write's answer waits for its write-through while Redis is
-    /// connected but not answering (then it is answered, the session marked dirty).
+    /// connected but not answering (then it is answered UNAVAILABLE, WRITE_UNCONFIRMED).
     pub confirm_wait_ms: u64,
     pub ttl_secs: u64,
     pub tombstone_ttl_secs: u64,

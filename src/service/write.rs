@@ -243,9 +243,7 @@ impl Sessions {
             }
             other => other?,
         };
-        if self.inner.cache.deleted(deleted.id).await == Published::Unconfirmed {
-            return Err(unconfirmed());
-        }
+        answerable(self.inner.cache.deleted(deleted.id).await)?;
         Ok(None)
     }
 
@@ -295,9 +293,7 @@ impl Sessions {
             // The first attempt may have committed and then been cancelled before its
             // write-through: this answer acknowledges it, so the cache must not hold
             // anything older (see SessionCache::replayed).
-            if self.inner.cache.replayed(s).await == Published::Unconfirmed {
-                return Err(unconfirmed());
-            }
+            answerable(self.inner.cache.replayed(s).await)?;
         }
         Ok(Some(snapshot))
     }
@@ -305,16 +301,16 @@ impl Sessions {
     /// After a commit: write through to the cache, then tell watchers everywhere.
     /// UNAVAILABLE if the shared cache did not confirm it (see [`Published`]).
     pub(super) async fn committed(&self, session: &Arc<Session>) -> Result<(), ServiceError> {
-        match self.inner.cache.committed(session).await {
-            Published::Visible => Ok(()),
-            Published::Unconfirmed => Err(unconfirmed()),
-        }
+        answerable(self.inner.cache.committed(session).await)
     }
 }
 
-/// A committed write whose answer must wait: other replicas could still read the
-/// older state from Redis. Resent with its request id, it is answered from the
-/// idempotency record (and written through again).
-fn unconfirmed() -> ServiceError {
-    ServiceError::Unconfirmed
+/// Whether a committed write may be answered: not while other replicas could still
+/// read the older state from Redis. Resent with its request id, it is answered from
+/// the idempotency record (and written through again).
+fn answerable(published: Published) -> Result<(), ServiceError> {
+    match published {
+        Published::Visible => Ok(()),
+        Published::Unconfirmed => Err(ServiceError::Unconfirmed),
+    }
 }
