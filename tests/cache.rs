@@ -341,3 +341,79 @@ async fn a_write_during_a_redis_pause_is_answered_after_its_write_through() {
     a.finish().await;
     b.finish().await;
 }
+
+/// A replica that starts while its Redis is down connects once Redis is up (fred's
+/// first connection follows the reconnect policy), and its writes then reach Redis:
+/// another replica's strong read never finds the entry it filled before the write.
+/// The soak found a replica restarted during a Redis outage that never connected and
+/// answered its writes without their write-through for the rest of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_while_redis_is_down_writes_through_once_it_is_up() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    redis.kill();
+    let db = TestDb::create(Backend::Postgres).await;
+    let mut settings = test_settings(&db);
+    metrics_on(&mut settings);
+    settings.redis.url = Some(redis.url());
+    // The Redis will be new to both: a short TTL, so the distrust window passes soon.
+    settings.redis.ttl_secs = 1;
+    let db_b = TestDb::same_as(&db);
+    let a = TestApp::start(db, settings.clone()).await;
+    redis.restart().await;
+    let b = TestApp::start(db_b, settings).await;
+    let url = redis.url();
+    common::eventually(
+        "both replicas subscribe to the Redis that came up",
+        Duration::from_secs(10),
+        || async { (common::redis::subscribers(&url, "session-updates").await >= 2).then_some(()) },
+    )
+    .await;
+    let (mut ca, cb) = (a.client().await, b.client().await);
+    let s = create(&mut ca, 1, json!({"n": 0})).await;
+    let hits =
+        || async { value(&scrape(&b).await, "session_cache_lookups_total{outcome=\"hit\"}").unwrap_or(0.0) };
+    let mut version = s.version;
+    for _ in 0..3 {
+        // b serves the current version from Redis (its entry is there and trusted) ...
+        common::eventually("b reads through the cache", Duration::from_secs(10), || {
+            let mut cb = cb.clone();
+            async move {
+                let before = hits().await;
+                let read = cb
+                    .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (hits().await > before && read.version == version).then_some(())
+            }
+        })
+        .await;
+        // ... a writes the next one: b must never serve the entry it had.
+        let update = pb::UpdateSessionRequest {
+            session_id: s.id,
+            flags: Some(obj(json!({ "n": version }))),
+            expected_version: Some(version),
+            ..Default::default()
+        };
+        version = ca
+            .update_session(as_user(1, update))
+            .await
+            .unwrap()
+            .into_inner()
+            .version;
+        let read = cb
+            .clone()
+            .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.version, version, "never older than a's acknowledged write");
+    }
+    a.finish().await;
+    b.finish().await;
+}

@@ -31,10 +31,11 @@
 //! the replicas holding dirty sessions repair them (within ~100 ms).
 //!
 //! The soak (tests/soak/) found each of these holes: a paused Redis under a write, a
-//! replica started next to a Redis younger than the distrust window, and old
-//! versions re-creating an expired entry (a replayed answer after a PostgreSQL outage
-//! longer than the TTL; a fill that timed out at the client and ran when Redis caught
-//! up).
+//! replica started next to a Redis younger than the distrust window, old versions
+//! re-creating an expired entry (a replayed answer after a PostgreSQL outage longer
+//! than the TTL; a fill that timed out at the client and ran when Redis caught up),
+//! and a replica started while Redis was down that never connected to it (fred's
+//! first connection gave up), answering every write without its write-through.
 
 use std::{
     collections::HashMap,
@@ -170,7 +171,12 @@ pub struct RedisCache {
     _subscriber: SubscriberClient,
 }
 
-fn builder(config: Config, settings: &RedisSettings) -> Result<Builder, Error> {
+fn builder(mut config: Config, settings: &RedisSettings) -> Result<Builder, Error> {
+    // fred gives up on a first connection that fails unless told otherwise: a replica
+    // started while Redis was down would never use it (nor hear other replicas'
+    // notices), and would answer writes without their write-through for as long as it
+    // lives. The first connection follows the reconnect policy like any later one.
+    config.fail_fast = false;
     let mut builder = Builder::from_config(config);
     builder
         .with_connection_config(|c| {
@@ -559,28 +565,26 @@ fn spawn_listener(subscriber: &SubscriberClient, layout: &Layout, hub: Hub) {
     });
 }
 
-/// Subscribes to `channels`. A plain subscription made before the connection is up
-/// is tracked and sent on connect; a sharded one is tracked only once a shard
-/// accepted it, so those are retried (each alone: one slot per SSUBSCRIBE) until
-/// every one is in place.
+/// Subscribes to `channels`, retrying until every one is in place. fred re-sends a
+/// subscription after a reconnect only once Redis has accepted it, so one made while
+/// Redis is unreachable (a replica started during an outage) must be retried here.
+/// Sharded ones go each alone (one slot per SSUBSCRIBE).
 async fn subscribe_all(sub: &SubscriberClient, channels: Vec<String>, sharded: bool) {
-    if !sharded {
-        if let Err(error) = sub.subscribe(channels).await {
-            tracing::warn!(%error, "redis subscribe failed; will retry on reconnect");
-        }
-        return;
-    }
     let mut pending = channels;
     let mut delay = Duration::from_millis(100);
     while !pending.is_empty() {
         let mut failed = Vec::new();
-        for channel in pending {
-            if sub.ssubscribe(channel.clone()).await.is_err() {
-                failed.push(channel);
+        if sharded {
+            for channel in pending {
+                if sub.ssubscribe(channel.clone()).await.is_err() {
+                    failed.push(channel);
+                }
             }
+        } else if sub.subscribe(pending.clone()).await.is_err() {
+            failed = pending;
         }
         if !failed.is_empty() {
-            tracing::warn!(channels = failed.len(), "sharded subscribe failed; retrying");
+            tracing::warn!(channels = failed.len(), "redis subscribe failed; retrying");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
