@@ -12,7 +12,7 @@ use serde_json::json;
 use session_service::{
     domain::{Planned, RequestId, Session, SessionPatch},
     pb,
-    store::{Cas, Owner, RequestKey, Store, StoreError, WriteMeta},
+    store::{Cas, Link, Owner, RequestKey, Store, StoreError, WriteMeta},
     wire::status::error_info,
 };
 use tonic::Code;
@@ -58,6 +58,8 @@ backend_tests! {
     a_batch_answers_each_write_as_it_would_be_answered_alone => batch_outcomes;
     reads_at_a_min_version_never_go_back_and_name_what_they_wait_for => min_version_reads;
     a_replay_acknowledging_a_write_that_never_reached_the_cache_refreshes_it => replay_refreshes_cache;
+    a_chain_writes_each_link_at_its_own_version_with_its_own_event_and_record => chain_links;
+    writers_of_one_hot_session_share_statements_and_each_gets_its_own_answer => folded_writes;
 }
 
 /// A first attempt committed, then was cancelled before its write-through (simulated
@@ -358,4 +360,185 @@ async fn strong_reads_see_writes_acknowledged_by_another_replica() {
     let mut b = b;
     b.stop().await;
     a.finish().await;
+}
+
+/// The links of a chain, each planned on the one before: counter set to `to[i]`.
+fn links<'a>(base: &Session, to: &[i64], requests: &[Option<RequestKey<'a>>]) -> Vec<Link<'a>> {
+    let mut out: Vec<Link<'a>> = Vec::new();
+    for (&to, request) in to.iter().zip(requests) {
+        let current = out.last().map_or(base, |l| &l.next);
+        let mut next = set_counter(current, to).next;
+        next.version = current.version + 1;
+        out.push(Link {
+            next,
+            rules_version: 0,
+            meta: meta(*request),
+        });
+    }
+    out
+}
+
+/// Store::cas_chain: one guarded write of the row, and every link its own version,
+/// event and idempotency record; a stale chain or one reusing a recorded request id
+/// writes nothing.
+async fn chain_links(backend: Backend) {
+    let mut db = TestDb::create(backend).await;
+    let store = store(&db).await;
+    let s = new_session(&store, 0).await;
+    let (a, b) = (
+        RequestId::parse("a").unwrap().unwrap(),
+        RequestId::parse("b").unwrap().unwrap(),
+    );
+    let key = |request_id| {
+        Some(RequestKey {
+            user_id: 1,
+            request_id,
+        })
+    };
+    let written = store
+        .cas_chain(
+            Owner::User(1),
+            &s,
+            links(&s, &[1, 2, 3], &[key(&a), None, key(&b)]),
+        )
+        .await
+        .expect("the chain commits");
+    let got: Vec<_> = written
+        .iter()
+        .map(|w| (w.version, w.flags["counter"].clone()))
+        .collect();
+    assert_eq!(got, vec![(2, json!(1)), (3, json!(2)), (4, json!(3))]);
+    assert_eq!(store.get(s.id, Owner::Any).await.unwrap().unwrap(), written[2]);
+    let events = store.events(s.id, Owner::Any, None, 100).await.unwrap().unwrap();
+    let versions: Vec<_> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![1, 2, 3, 4], "one event per link");
+    assert_eq!(events[2].action, "update");
+    assert_ne!(
+        events[1].diff, events[2].diff,
+        "each event is its own link's change"
+    );
+    let record = |request_id| {
+        store.request_record(RequestKey {
+            user_id: 1,
+            request_id,
+        })
+    };
+    let ra = record(&a).await.unwrap().expect("a is recorded");
+    assert_eq!((ra.version, ra.snapshot), (2, Some(written[0].clone())));
+    let rb = record(&b).await.unwrap().expect("b is recorded");
+    assert_eq!((rb.version, rb.snapshot), (4, Some(written[2].clone())));
+
+    match store
+        .cas_chain(Owner::User(1), &s, links(&s, &[7, 8], &[None, None]))
+        .await
+    {
+        Err(StoreError::Conflict(current)) => assert_eq!(*current, written[2]),
+        other => panic!("a chain from an old version conflicts: {other:?}"),
+    }
+    let head = &written[2];
+    let reused = store
+        .cas_chain(Owner::User(1), head, links(head, &[7, 8], &[None, key(&a)]))
+        .await;
+    assert!(matches!(reused, Err(StoreError::DuplicateRequest)), "{reused:?}");
+    assert_eq!(
+        store.get(s.id, Owner::Any).await.unwrap().unwrap(),
+        *head,
+        "nothing written"
+    );
+    let events = store.events(s.id, Owner::Any, None, 100).await.unwrap().unwrap();
+    assert_eq!(events.len(), 4);
+    store.close().await;
+    db.drop_now().await;
+}
+
+fn increment(session_id: i64, request_id: &str) -> pb::MutateSessionRequest {
+    use pb::session_op::Op;
+    pb::MutateSessionRequest {
+        session_id,
+        ops: vec![pb::SessionOp {
+            op: Some(Op::IncrementQuestSteps(pb::IncrementQuestStepsOp {
+                quest_id: "q".into(),
+                n: 1,
+            })),
+        }],
+        expected_version: None,
+        request_id: request_id.into(),
+    }
+}
+
+fn steps(s: &pb::GameSession) -> i64 {
+    json(&s.flags)["quests"]["q"]["stepsCompleted"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Many writers of one session without an expected version, on one replica: each
+/// write commits exactly once, at its own version, and is answered with the session
+/// as it left it; rounds of them share a statement; a resend of a recorded request
+/// id among new writes gets its first answer back.
+async fn folded_writes(backend: Backend) {
+    const WRITERS: usize = 16;
+    const EACH: usize = 8;
+    let app = TestApp::spawn_with(backend, metrics_on).await;
+    let mut c = app.client().await;
+    let s = create(&mut c, 1, json!({})).await;
+    let round = |tag: &'static str, resend: bool| {
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|t| {
+                let mut c = c.clone();
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    for k in 0..EACH {
+                        if resend {
+                            // The first write of this writer again, then a new one.
+                            let again = c.mutate_session(as_user(1, increment(s.id, &format!("a{t}-0"))));
+                            answers.push((format!("a{t}-0"), again.await.expect("a resend").into_inner()));
+                        }
+                        let id = format!("{tag}{t}-{k}");
+                        let written = c.mutate_session(as_user(1, increment(s.id, &id))).await;
+                        answers.push((id, written.expect("never ABORTED").into_inner()));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        futures::future::join_all(tasks)
+    };
+    let mut first: std::collections::HashMap<String, pb::GameSession> = Default::default();
+    for answers in round("a", false).await {
+        for (id, session) in answers.unwrap() {
+            // Each write's answer is the session right after it: one step per version.
+            assert_eq!(steps(&session), session.version - 1, "{id}");
+            first.insert(id, session);
+        }
+    }
+    let mut versions: Vec<_> = first.values().map(|s| s.version).collect();
+    versions.sort_unstable();
+    let dense: Vec<i64> = (2..=(WRITERS * EACH) as i64 + 1).collect();
+    assert_eq!(versions, dense, "every write at its own version, none twice");
+    for answers in round("b", true).await {
+        for (id, session) in answers.unwrap() {
+            match first.get(&id) {
+                Some(original) => assert_eq!(&session, original, "a resend gets its first answer: {id}"),
+                None => assert_eq!(steps(&session), session.version - 1, "{id}"),
+            }
+        }
+    }
+    let last = c
+        .get_session(as_user(1, pb::GetSessionRequest::strong(s.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    let total = (2 * WRITERS * EACH) as i64;
+    assert_eq!(
+        (last.version, steps(&last)),
+        (total + 1, total),
+        "nothing lost, nothing twice"
+    );
+    let folded = value(&scrape(&app).await, "session_writes_folded_total").unwrap_or(0.0);
+    assert!(
+        folded > 0.0,
+        "rounds of queued writers shared statements: {folded}"
+    );
+    app.finish().await;
 }

@@ -2,6 +2,7 @@
 //! authority) and the cache (an accelerator whose failures are logged, never returned).
 
 mod error;
+mod fold;
 mod read;
 mod renormalize;
 mod watch;
@@ -78,9 +79,9 @@ struct Inner {
     rules_changed: Notify,
     /// Cancelled at shutdown: ends watch streams and background tasks.
     shutdown: CancellationToken,
-    /// Writers without an expected version queue here per session (striped), so on
-    /// one replica they take turns instead of conflicting in the database.
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Writers without an expected version queue here per session, so on one
+    /// replica they take turns (folded into one statement) instead of conflicting.
+    queues: fold::Queues,
 }
 
 /// Records how a use case ended in the `outcome` field of its span, and passes the
@@ -94,9 +95,6 @@ fn ended<T>(result: Result<T, ServiceError>) -> Result<T, ServiceError> {
     tracing::Span::current().record("outcome", outcome);
     result
 }
-
-/// Lock stripes for unguarded writers; sessions that share a stripe just take turns.
-const STRIPES: usize = 256;
 
 impl Sessions {
     pub fn new(
@@ -114,7 +112,7 @@ impl Sessions {
                 settings,
                 rules_changed: Notify::new(),
                 shutdown,
-                stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+                queues: fold::Queues::default(),
             }),
         }
     }

@@ -142,30 +142,13 @@ impl Sessions {
         }
     }
 
-    /// Without an expected version, concurrent writers all succeed in turn
-    /// (MutateSession never answers ABORTED). Writers of one session queue in this
-    /// process, then compare-and-set from the freshest known version: one statement
-    /// per write. Only if other replicas keep winning does it lock the row instead.
-    async fn serialized(&self, caller: &Caller, w: &Write) -> Result<(Arc<Session>, bool), ServiceError> {
-        let id = w.session_id.get();
-        let turn = self.inner.stripes[id as usize % self.inner.stripes.len()]
-            .lock()
-            .await;
-        let written = self.in_turn(caller, w).await;
-        // The next writer here already builds on this version (this replica's copy
-        // has it): the turn passes on before the shared cache and the other replicas
-        // learn of it. This caller still answers only after they have.
-        drop(turn);
-        let (session, changed, tell) = written?;
-        if tell {
-            self.committed(&session).await?;
-        }
-        Ok((session, changed))
-    }
-
     /// One writer's turn: compare-and-set from the freshest known version. Returns the
     /// session, whether it changed, and whether the commit is still to be announced.
-    async fn in_turn(&self, caller: &Caller, w: &Write) -> Result<(Arc<Session>, bool, bool), ServiceError> {
+    pub(super) async fn in_turn(
+        &self,
+        caller: &Caller,
+        w: &Write,
+    ) -> Result<(Arc<Session>, bool, bool), ServiceError> {
         /// Optimistic rounds before falling back to the row lock.
         const ATTEMPTS: usize = 4;
         let id = w.session_id.get();
@@ -247,7 +230,7 @@ impl Sessions {
         Ok(None)
     }
 
-    fn meta<'a>(&self, caller: &Caller, w: &'a Write) -> WriteMeta<'a> {
+    pub(super) fn meta<'a>(&self, caller: &Caller, w: &'a Write) -> WriteMeta<'a> {
         let (edge_id, node_id) = w.change.edge_and_node();
         WriteMeta {
             action: w.change.action(),

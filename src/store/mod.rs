@@ -23,6 +23,7 @@ use sea_orm::DatabaseConnection;
 pub use connect::StoreSettings;
 pub use error::StoreError;
 pub use group_commit::BatchObserver;
+pub use job::Link;
 pub use requests::{RequestKey, RequestRecord, WriteMeta};
 pub use write::{Cas, Written};
 

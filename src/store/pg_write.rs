@@ -3,18 +3,21 @@
 //! trip and a commit:
 //!
 //!   WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(i, id, expected, …)),
-//!        u AS (UPDATE game_sessions s SET …, version = s.version + 1
+//!        u AS (UPDATE game_sessions s SET …, version = v.version
 //!              FROM v WHERE s.id = v.id AND s.version = v.expected [AND s.user_id = v.uid]
 //!              RETURNING v.i, s.id, s.version),
-//!        e AS (INSERT INTO session_events … FROM u JOIN v),
-//!        r AS (INSERT INTO request_ids … FROM u JOIN v WHERE v.req_id IS NOT NULL),
+//!        x AS (the earlier links of folded writes: v.steps, of the rows written),
+//!        e AS (INSERT INTO session_events … FROM u JOIN v UNION ALL … FROM x),
+//!        r AS (INSERT INTO request_ids … the same, where a request id is given),
 //!        p AS (DELETE FROM session_events … the events past each session's cap)
 //!   SELECT i FROM u
 //!
 //! The rows travel as one JSON array, so the statement text never changes (one
 //! prepared statement for every batch size) and each document is serialized once.
 //! A row that is not returned failed its guard (conflict or not found) and wrote
-//! nothing. A batch that fails as a whole (say, one request id already recorded)
+//! nothing. A row may carry earlier writes of its session (`steps`, see
+//! [`Job::chain`]): the row takes the last state, each write its own event and record.
+//! A batch that fails as a whole (say, one request id already recorded)
 //! is retried one write per statement, so each caller gets the answer it would
 //! have had alone.
 
@@ -76,10 +79,10 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
     i int, id bigint, expected bigint, uid bigint, at timestamptz, rules_version bigint,
     node bigint, wt float8, flags jsonb, rel jsonb,
     action text, edge_id bigint, node_id bigint, diff jsonb,
-    req_user bigint, req_id text, snapshot jsonb, cut bigint)),
+    req_user bigint, req_id text, snapshot jsonb, cut bigint, version bigint, steps jsonb)),
 u AS (
   UPDATE {gs} s SET
-    {version} = s.{version} + 1, {updated} = v.at, {rules} = v.rules_version,
+    {version} = v.version, {updated} = v.at, {rules} = v.rules_version,
     {node} = COALESCE(v.node, s.{node}),
     {time} = COALESCE(v.wt, s.{time}),
     {flags} = COALESCE(v.flags, s.{flags}),
@@ -87,13 +90,24 @@ u AS (
   FROM v
   WHERE s.{id} = v.id AND s.{version} = v.expected AND (v.uid IS NULL OR s.{user} = v.uid)
   RETURNING v.i, s.{id} AS id, s.{version} AS version),
+x AS (
+  SELECT u.id, v.at, v.cut AS cut_at, st.* FROM u JOIN v ON v.i = u.i,
+    jsonb_to_recordset(v.steps) AS st(version bigint, action text, edge_id bigint,
+      node_id bigint, diff jsonb, req_user bigint, req_id text, snapshot jsonb)),
 e AS (
   INSERT INTO {ev} ({e_session}, {e_version}, {e_action}, {e_edge}, {e_node}, {e_diff}, {e_at})
-  SELECT u.id, u.version, v.action, v.edge_id, v.node_id, v.diff, v.at FROM u JOIN v ON v.i = u.i),
+  SELECT u.id, u.version, v.action, v.edge_id, v.node_id, v.diff, v.at FROM u JOIN v ON v.i = u.i
+  UNION ALL
+  -- a link already past the cap has no event to keep (p cannot see this statement's rows)
+  SELECT id, version, action, edge_id, node_id, diff, at FROM x WHERE version > cut_at
+  -- event ids follow versions (ListSessionEvents goes by id)
+  ORDER BY 1, 2),
 r AS (
   INSERT INTO {rq} ({r_user}, {r_id}, {r_session}, {r_action}, {r_version}, {r_snapshot}, {r_at})
   SELECT v.req_user, v.req_id, u.id, v.action, u.version, v.snapshot, v.at
-  FROM u JOIN v ON v.i = u.i WHERE v.req_id IS NOT NULL),
+  FROM u JOIN v ON v.i = u.i WHERE v.req_id IS NOT NULL
+  UNION ALL
+  SELECT req_user, req_id, id, action, version, snapshot, at FROM x WHERE req_id IS NOT NULL),
 p AS (
   DELETE FROM {ev} d USING u JOIN v ON v.i = u.i
   WHERE v.cut > 0 AND d.{e_session} = u.id AND d.{e_version} <= v.cut)
@@ -101,8 +115,9 @@ SELECT i FROM u"
     )
 });
 
-/// A job's outcome: the written session, or `None` when its guard failed.
-pub(super) type Outcome = Result<Option<Session>, StoreError>;
+/// A job's outcome: the job back once written (its sessions are the answers), or
+/// `None` when its guard failed.
+pub(super) type Outcome = Result<Option<Job>, StoreError>;
 
 /// One row of `$1`, borrowing from its job.
 #[derive(Serialize)]
@@ -133,6 +148,26 @@ struct Row<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot: Option<&'a Session>,
     cut: i64,
+    /// The row's new version (the last link's, for a chain).
+    version: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<StepRow<'a>>,
+}
+
+/// An earlier link of a chain (see [`Job::chain`]).
+#[derive(Serialize)]
+struct StepRow<'a> {
+    version: i64,
+    action: &'a str,
+    edge_id: Option<i64>,
+    node_id: Option<i64>,
+    diff: &'a JsonMap,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_user: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a Session>,
 }
 
 impl Job {
@@ -162,6 +197,21 @@ impl Job {
             // The recorded answer is exactly what the write returns.
             snapshot: self.request.as_ref().map(|_| n),
             cut: self.cut.unwrap_or(0),
+            version: n.version,
+            steps: self
+                .earlier
+                .iter()
+                .map(|s| StepRow {
+                    version: s.session.version,
+                    action: s.action,
+                    edge_id: s.edge_id,
+                    node_id: s.node_id,
+                    diff: &s.diff,
+                    req_user: s.request.as_ref().map(|(u, _)| *u),
+                    req_id: s.request.as_ref().map(|(_, r)| r.as_str()),
+                    snapshot: s.request.as_ref().map(|_| &s.session),
+                })
+                .collect(),
         }
     }
 }
@@ -172,7 +222,7 @@ pub(super) async fn write_all<C: ConnectionTrait>(db: &C, jobs: Vec<Job>) -> Vec
         Ok(written) => jobs
             .into_iter()
             .zip(written)
-            .map(|(job, ok)| Ok(ok.then_some(job.next)))
+            .map(|(job, ok)| Ok(ok.then_some(job)))
             .collect(),
         Err(e) if jobs.len() == 1 => vec![Err(e)],
         // One bad row fails them all: each again alone, for its own answer.
@@ -182,7 +232,7 @@ pub(super) async fn write_all<C: ConnectionTrait>(db: &C, jobs: Vec<Job>) -> Vec
                 out.push(
                     run(db, std::slice::from_ref(&job))
                         .await
-                        .map(|w| w[0].then_some(job.next)),
+                        .map(|w| w[0].then_some(job)),
                 );
             }
             out

@@ -10,7 +10,7 @@ use super::{
     Owner, Store, StoreError,
     convert::session_from,
     entity::session::{Column, Entity},
-    job::Job,
+    job::{Job, Link},
     pg_write,
     requests::{RequestKey, WriteMeta},
     sessions::{conflict_or_missing, owned},
@@ -49,18 +49,48 @@ impl Store {
         meta: WriteMeta<'_>,
     ) -> Result<Session, StoreError> {
         let job = self.job(owner, base, planned, meta);
+        Ok(self.write_job(owner, job).await?.next)
+    }
+
+    /// Several writes of one session, each planned on the one before (`links`, each
+    /// at its own version: `base.version + 1`, `+ 2`, …), written as one: one guarded
+    /// write of the row from `base` to the last state, and every link's own event and
+    /// idempotency record. What a hot session's writers queued while a statement was
+    /// in flight costs one statement, not one each. Returns each link's session;
+    /// a conflict means none was written.
+    #[tracing::instrument(name = "db.compare_and_set_chain", level = "debug", skip_all, fields(db.system = self.system(), session_id = base.id, version = base.version, links = links.len()))]
+    pub async fn cas_chain(
+        &self,
+        owner: Owner,
+        base: &Session,
+        links: Vec<Link<'_>>,
+    ) -> Result<Vec<Session>, StoreError> {
+        if links.is_empty() {
+            return Ok(Vec::new());
+        }
+        let job = Job::chain(owner, base, links, self.max_events);
+        let job = self.write_job(owner, job).await?;
+        let mut written: Vec<Session> = job.earlier.into_iter().map(|s| s.session).collect();
+        written.push(job.next);
+        Ok(written)
+    }
+
+    /// Writes `job` (through the group-commit queue on PostgreSQL); a failed guard
+    /// is the conflict (with the current session) or NOT_FOUND.
+    async fn write_job(&self, owner: Owner, job: Job) -> Result<Job, StoreError> {
+        let id = job.next.id;
         if let Some(batcher) = &self.batcher {
             return match batcher.write(job).await? {
-                Some(updated) => Ok(updated),
-                None => Err(conflict_or_missing(&self.writer, base.id, owner).await),
+                Some(written) => Ok(written),
+                None => Err(conflict_or_missing(&self.writer, id, owner).await),
             };
         }
         let txn = self.begin_write().await?;
-        let Some(updated) = self.sqlite_write(&txn, job).await? else {
-            return Err(conflict_or_missing(&txn, base.id, owner).await);
+        let Some(written) = self.sqlite_write(&txn, job).await? else {
+            return Err(conflict_or_missing(&txn, id, owner).await);
         };
         txn.commit().await?;
-        Ok(updated)
+        Ok(written)
     }
 
     /// Several guarded writes at once, each answered exactly as it would be alone: on
@@ -86,7 +116,7 @@ impl Store {
         let mut out = Vec::with_capacity(outcomes.len());
         for ((id, owner), outcome) in guards.into_iter().zip(outcomes) {
             out.push(match outcome {
-                Ok(Some(written)) => Ok(written),
+                Ok(Some(written)) => Ok(written.next),
                 Ok(None) => Err(conflict_or_missing(&self.writer, id, owner).await),
                 Err(e) => Err(e),
             });
@@ -143,7 +173,8 @@ impl Store {
                 .flatten()
         } else {
             self.sqlite_write(&txn, job).await?
-        };
+        }
+        .map(|job| job.next);
         let updated =
             written.ok_or_else(|| StoreError::Corrupt("locked row changed under its lock".into()))?;
         txn.commit().await?;
@@ -186,13 +217,10 @@ impl Store {
     }
 
     /// The SQLite write of `job`: the compare-and-set, then (if its guard held) the
-    /// event, the events past the cap and the idempotency record, in `txn`. `None`
-    /// when no row matched.
-    async fn sqlite_write(
-        &self,
-        txn: &DatabaseTransaction,
-        mut job: Job,
-    ) -> Result<Option<Session>, StoreError> {
+    /// events, the events past the cap and the idempotency records (one each for the
+    /// job and its earlier links), in `txn`. The job back with the row as written;
+    /// `None` when no row matched.
+    async fn sqlite_write(&self, txn: &DatabaseTransaction, mut job: Job) -> Result<Option<Job>, StoreError> {
         let next = &job.next;
         let mut update = Entity::update_many()
             .col_expr(Column::Version, Expr::value(next.version))
@@ -223,6 +251,16 @@ impl Store {
             return Ok(None);
         };
         let updated = session_from(row)?;
+        for step in &mut job.earlier {
+            let s = &step.session;
+            let diff = std::mem::take(&mut step.diff);
+            self.insert_event(txn, s, step.action, (step.edge_id, step.node_id), diff)
+                .await?;
+            if let Some((user, request_id)) = &step.request {
+                self.insert_request(txn, (*user, request_id), s, step.action, Some(s), s.updated_at)
+                    .await?;
+            }
+        }
         let diff = std::mem::take(&mut job.diff);
         self.insert_event(txn, &updated, job.action, (job.edge_id, job.node_id), diff)
             .await?;
@@ -231,6 +269,7 @@ impl Store {
             self.insert_request(txn, (*user, request_id), &updated, job.action, Some(&updated), at)
                 .await?;
         }
-        Ok(Some(updated))
+        job.next = updated;
+        Ok(Some(job))
     }
 }

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub renormalize_pending: Gauge,
     /// Guarded writes per group-commit statement (PostgreSQL).
     pub write_batch_size: Histogram,
+    /// Writes without an expected version folded into an earlier one's statement.
+    pub folded: Counter,
+    /// Rounds of such writes that could not be written as one and went one at a time.
+    pub folded_fallbacks: Counter,
     /// Changed TLS files: `reloaded`, or `rejected` (the last good certificate stays).
     pub tls_reloads: Family<Outcome, Counter>,
 }
@@ -80,6 +84,8 @@ impl Metrics {
             renormalize_pending: Gauge::default(),
             // 1, 2, 4 … 128
             write_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            folded: Counter::default(),
+            folded_fallbacks: Counter::default(),
             tls_reloads: Family::default(),
             registry: Registry::default(),
         };
@@ -108,6 +114,16 @@ impl Metrics {
             "idempotent_replays",
             "Writes answered from a recorded request_id",
             m.replays.clone(),
+        );
+        r.register(
+            "writes_folded",
+            "Writes of one session (without expected_version) folded into an earlier one's statement",
+            m.folded.clone(),
+        );
+        r.register(
+            "write_folds_split",
+            "Rounds of folded writes that went one at a time instead (a chain failed as a whole)",
+            m.folded_fallbacks.clone(),
         );
         r.register(
             "cache_lookups",
