@@ -100,6 +100,7 @@ fn service_settings(s: &Settings) -> ServiceSettings {
         watch_poll_interval: Duration::from_millis(r.watch_poll_interval_ms),
         renormalize_batch: r.renormalize_batch,
         renormalize_sweep: Duration::from_secs(r.renormalize_sweep_secs),
+        max_folded_writes: r.max_folded_writes.max(1),
     }
 }
 

@@ -279,6 +279,9 @@ pub struct SessionRules {
     pub watch_poll_interval_ms: u64,
     pub renormalize_batch: u64,
     pub renormalize_sweep_secs: u64,
+    /// Most writes without an expected version of one session written as one
+    /// statement (1: each alone).
+    pub max_folded_writes: usize,
 }
 
 impl Default for SessionRules {
@@ -291,6 +294,7 @@ impl Default for SessionRules {
             watch_poll_interval_ms: 1_000,
             renormalize_batch: 100,
             renormalize_sweep_secs: 60,
+            max_folded_writes: 64,
         }
     }
 }

@@ -42,9 +42,6 @@ pub(super) struct Waiting {
 /// exactly while a task drains its queue.
 pub(super) type Queues = Mutex<HashMap<i64, VecDeque<Waiting>>>;
 
-/// Writes folded into one statement at most (the rest wait for the next round).
-const MAX_CHAIN: usize = 64;
-
 /// Optimistic rounds of a chain before its writes go one at a time.
 const ATTEMPTS: usize = 4;
 
@@ -89,7 +86,7 @@ impl Sessions {
             let round = {
                 let mut queues = self.inner.queues.lock().expect("write queues");
                 let Some(queue) = queues.get_mut(&id) else { return };
-                let round = next_round(queue);
+                let round = next_round(queue, self.inner.settings.max_folded_writes);
                 if round.is_empty() {
                     queues.remove(&id);
                     return;
@@ -220,9 +217,9 @@ impl Sessions {
 }
 
 /// The next round of a session's queue: its first write and those after it that
-/// can share one chain (same owner; a request id at most once, so a resend waits
+/// can share one chain (at most `max`; same owner; a request id at most once, so a resend waits
 /// for the round after its first attempt).
-fn next_round(queue: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+fn next_round(queue: &mut VecDeque<Waiting>, max: usize) -> Vec<Waiting> {
     let mut round: Vec<Waiting> = Vec::new();
     while let Some(next) = queue.front() {
         if let Some(first) = round.first() {
@@ -231,7 +228,7 @@ fn next_round(queue: &mut VecDeque<Waiting>) -> Vec<Waiting> {
                 && round.iter().any(|w| {
                     w.write.request_id == next.write.request_id && w.caller.user_id == next.caller.user_id
                 });
-            if round.len() >= MAX_CHAIN || !same_owner || repeated {
+            if round.len() >= max || !same_owner || repeated {
                 break;
             }
         }

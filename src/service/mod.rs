@@ -62,6 +62,8 @@ pub struct ServiceSettings {
     pub renormalize_batch: u64,
     /// How often a sweep looks for sessions normalized with old rules (also at start).
     pub renormalize_sweep: Duration,
+    /// Most queued writes of one session written as one chain (see `fold.rs`).
+    pub max_folded_writes: usize,
 }
 
 /// The session use cases; cheap to clone.

@@ -256,16 +256,38 @@ impl PrivateSentinel {
             .expect("a master port")
     }
 
-    /// `SENTINEL FAILOVER`, then waits until the other server is master.
+    /// `SENTINEL FAILOVER`, then waits until the other server is master. The sentinel
+    /// refuses or abandons a failover while its replica is still syncing after the
+    /// last one (or one is in progress): asked again each second, for up to a minute.
     pub async fn failover(&self) -> u16 {
         let before = self.master();
-        let answer = cli(self.sentinel, &["SENTINEL", "FAILOVER", MASTER]);
-        assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
-        eventually("the replica is promoted", Duration::from_secs(30), || async {
+        let other = self
+            .ports
+            .into_iter()
+            .find(|p| *p != before)
+            .expect("two servers");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut asked: Option<tokio::time::Instant> = None;
+        let mut answers = Vec::new();
+        loop {
             let now = self.master();
-            let promoted = cli(now, &["ROLE"]).starts_with("master");
-            (now != before && promoted).then_some(now)
-        })
-        .await
+            if now != before && cli(now, &["ROLE"]).starts_with("master") {
+                return now;
+            }
+            let synced = cli(other, &["INFO", "replication"]).contains("master_link_status:up");
+            if synced && asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                answers.push(
+                    cli(self.sentinel, &["SENTINEL", "FAILOVER", MASTER])
+                        .trim()
+                        .to_owned(),
+                );
+                asked = Some(tokio::time::Instant::now());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no failover from {before} within 60 s; the sentinel answered {answers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
