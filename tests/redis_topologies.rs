@@ -428,3 +428,101 @@ async fn resharding_and_a_whole_cluster_outage_mid_load_cost_latency_never_corre
     a.finish().await;
     b.finish().await;
 }
+
+/// A replica promoted by Sentinel is an old process that may lack writes the old
+/// master took after its last replication. A service replica that starts after such
+/// a failover cannot tell from the Redis's age, so it reads from the database until
+/// the entries written before it started have expired (the soak found one serving
+/// such an entry). Here the new master is made to miss version 2 of a session by
+/// putting version 1's entry back on it before the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_after_a_sentinel_failover_never_serves_what_the_new_master_missed() {
+    use fred::prelude::*;
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(group) = PrivateSentinel::start().await else {
+        return;
+    };
+    const TTL_SECS: u64 = 4;
+    let (a, b_settings, db_b) = {
+        let db = TestDb::create(Backend::Postgres).await;
+        let mut settings = test_settings(&db);
+        metrics_on(&mut settings);
+        settings.redis.url = Some(group.url());
+        settings.redis.ttl_secs = TTL_SECS;
+        let db_b = TestDb::same_as(&db);
+        (TestApp::start(db, settings.clone()).await, settings, db_b)
+    };
+    let on_a = user_client(&a).await;
+    let id = sessions(&on_a, 1).await[0];
+    let key = format!("session:{id}");
+    let replica_port = group.ports.into_iter().find(|p| *p != group.master()).unwrap();
+    let replica =
+        Builder::from_config(Config::from_url(&format!("redis://127.0.0.1:{replica_port}")).unwrap())
+            .build()
+            .unwrap();
+    replica.init().await.expect("the replica answers");
+    let version_1: Value = eventually(
+        "version 1 reaches the replica",
+        Duration::from_secs(10),
+        || async {
+            let dump: Value = replica.dump(&key).await.unwrap();
+            (!dump.is_null()).then_some(dump)
+        },
+    )
+    .await;
+    // Old enough that its age alone would not make a new replica distrust it.
+    eventually(
+        "the promoted Redis is older than the distrust window",
+        Duration::from_secs(20),
+        || async {
+            let info = common::topologies::cli(replica_port, &["INFO", "server"]);
+            let up: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+                .and_then(|u| u.trim().parse().ok())
+                .unwrap_or(0);
+            (up > 2 * TTL_SECS + 1).then_some(())
+        },
+    )
+    .await;
+    let mut raw = a.client().await;
+    raw.update_session(as_user(1, set_counter(id, 1, 1)))
+        .await
+        .unwrap();
+    eventually(
+        "version 2 reaches the replica",
+        Duration::from_secs(10),
+        || async {
+            let v: Option<i64> = replica.hget(&key, "v").await.unwrap();
+            (v == Some(2)).then_some(())
+        },
+    )
+    .await;
+    // The replica misses version 2, as it would miss a write-through the old master
+    // took after the last replication; it lives as long as any entry.
+    cli_ok(replica_port, &["CONFIG", "SET", "replica-read-only", "no"]);
+    let _: () = replica
+        .restore(&key, (TTL_SECS * 1000) as i64, version_1, true, false, None, None)
+        .await
+        .unwrap();
+    assert_eq!(group.failover().await, replica_port);
+    // (Through redis-cli: the promotion closed the test's own connection.)
+    let stale = common::topologies::cli(replica_port, &["HGET", &key, "v"]);
+    assert_eq!(
+        stale.trim(),
+        "1",
+        "the test's premise: the new master holds the old entry"
+    );
+    let b = TestApp::start(db_b, b_settings).await;
+    let read = user_client(&b).await.get(id).await.unwrap();
+    assert_eq!(read.version, 2, "never the entry the new master missed");
+    a.finish().await;
+    b.finish().await;
+}
+
+fn cli_ok(port: u16, args: &[&str]) {
+    let out = common::topologies::cli(port, args);
+    assert!(out.trim() == "OK", "redis-cli {args:?}: {out}");
+}

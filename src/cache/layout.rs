@@ -101,6 +101,7 @@ fn with_nodes(scheme: &str, rest: &str, master: Option<&str>) -> Result<String, 
 pub(super) struct Layout {
     prefix: String,
     cluster: bool,
+    sentinel: bool,
 }
 
 impl Layout {
@@ -108,7 +109,21 @@ impl Layout {
         Self {
             prefix: prefix.to_owned(),
             cluster: topology == Topology::Cluster,
+            sentinel: topology == Topology::Sentinel,
         }
+    }
+
+    /// Whether a replica may become the master this service writes to (a Sentinel
+    /// or Cluster failover): then the age of the Redis process says nothing about
+    /// how long it has been taking this service's writes.
+    pub(super) fn failovers(&self) -> bool {
+        self.cluster || self.sentinel
+    }
+
+    /// Whether the client reaches its master through Sentinel, which may name a
+    /// server that is no longer (or not yet) the master.
+    pub(super) fn via_sentinel(&self) -> bool {
+        self.sentinel
     }
 
     fn bucket(id: i64) -> i64 {

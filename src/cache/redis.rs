@@ -16,7 +16,12 @@
 //! bypasses it too, until the window has passed since the Redis began: entries
 //! filled after a restart may be older than writes acknowledged while it was down,
 //! and the replica that would have repaired them may have died since (the soak,
-//! tests/soak/, found exactly that).
+//! tests/soak/, found exactly that). Behind Sentinel or a Cluster the Redis's age
+//! says nothing (a replica promoted moments ago is an old process that lacks what
+//! the old master took after its last replication), so a replica that starts there
+//! bypasses the cache for one window. A master demoted by a failover keeps its
+//! clients: a write to it fails READONLY and fred reconnects; a connection that
+//! Sentinel routed to a server that is not the master is distrusted and made again.
 //!
 //! A write is answered after its write-through lands ([`RedisCache::confirmed`]): a
 //! strong read on any replica then finds it, or a newer one, or a miss. If Redis stays
@@ -34,8 +39,10 @@
 //! replica started next to a Redis younger than the distrust window, old versions
 //! re-creating an expired entry (a replayed answer after a PostgreSQL outage longer
 //! than the TTL; a fill that timed out at the client and ran when Redis caught up),
-//! and a replica started while Redis was down that never connected to it (fred's
-//! first connection gave up), answering every write without its write-through.
+//! a replica started while Redis was down that never connected to it (fred's
+//! first connection gave up), answering every write without its write-through, and,
+//! behind Sentinel, replicas reading from a promoted replica that missed writes or
+//! from a server that was no longer the master.
 
 use std::{
     collections::HashMap,
@@ -47,7 +54,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use fred::types::InfoKind;
+use fred::types::{InfoKind, config::ReconnectError};
 use fred::{
     clients::SubscriberClient,
     prelude::*,
@@ -182,6 +189,15 @@ fn builder(mut config: Config, settings: &RedisSettings) -> Result<Builder, Erro
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(2);
             c.internal_command_timeout = Duration::from_secs(2);
+            // A master demoted by a failover keeps its clients' connections: reads
+            // would go on from a replica and writes fail READONLY. On those errors
+            // fred reconnects (through Sentinel, to the new master).
+            c.reconnect_errors = vec![
+                ReconnectError::ReadOnly,
+                ReconnectError::MasterDown,
+                ReconnectError::Loading,
+                ReconnectError::ClusterDown,
+            ];
         })
         .with_performance_config(|p| p.default_command_timeout = settings.command_timeout)
         // Without a policy, commands after a disconnect would hang forever.
@@ -256,12 +272,21 @@ impl RedisCache {
                         cache.distrust_for(window - uptime_ms);
                         tracing::info!(%server, uptime_ms, "redis started recently: reading from the database until its entries can be trusted");
                     }
-                    known.lock().expect("run ids").insert(server, id);
+                    known.lock().expect("run ids").insert(server.clone(), id);
+                    if cache.layout.via_sentinel() && !is_master(client).await {
+                        // Sentinel named a server that is no longer the master.
+                        cache.distrust();
+                        let _ = client.force_reconnection().await;
+                    }
                 }
             }
         }
-        if !aged {
+        if !aged || cache.layout.failovers() {
             // Not connected yet, so the Redis's age is unknown: as if it were new.
+            // With failovers its age says nothing either: a replica promoted moments
+            // ago is an old process that lacks the writes the old master took after
+            // its last replication (the soak found a replica started during a
+            // Sentinel failover reading such entries).
             cache.distrust();
         }
         for client in cache.pool.clients() {
@@ -635,11 +660,30 @@ async fn distrust_after_reconnects(
             Some(id) => known.lock().expect("run ids").insert(server.clone(), id.clone()),
             None => None,
         };
+        if cache.layout.via_sentinel() && !is_master(&client).await {
+            // Sentinel named a server that is not the master (it could not be
+            // reached, or a failover is under way, and fred fell back to the last
+            // address it knew): its entries may be behind. Ask again shortly.
+            cache.distrust();
+            tracing::warn!(%server, "connected to a redis that is not the master: reconnecting through sentinel");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = client.force_reconnection().await;
+            continue;
+        }
         if now.is_some() && before == now {
             continue; // the same process: its entries are as good as before
         }
         cache.distrust();
         tracing::warn!(%server, "connected to a different redis process: reading from the database until its entries can be trusted");
+    }
+}
+
+/// Whether `client`'s server says it is a master (INFO replication). An unanswered
+/// question counts as yes: an unreachable Redis is handled as an outage.
+async fn is_master(client: &Client) -> bool {
+    match client.info::<String>(Some(InfoKind::Replication)).await {
+        Ok(info) => info.lines().any(|l| l.trim() == "role:master"),
+        Err(_) => true,
     }
 }
 
