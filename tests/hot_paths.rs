@@ -451,27 +451,6 @@ async fn chain_links(backend: Backend) {
     db.drop_now().await;
 }
 
-fn increment(session_id: i64, request_id: &str) -> pb::MutateSessionRequest {
-    use pb::session_op::Op;
-    pb::MutateSessionRequest {
-        session_id,
-        ops: vec![pb::SessionOp {
-            op: Some(Op::IncrementQuestSteps(pb::IncrementQuestStepsOp {
-                quest_id: "q".into(),
-                n: 1,
-            })),
-        }],
-        expected_version: None,
-        request_id: request_id.into(),
-    }
-}
-
-fn steps(s: &pb::GameSession) -> i64 {
-    json(&s.flags)["quests"]["q"]["stepsCompleted"]
-        .as_i64()
-        .unwrap_or(0)
-}
-
 /// Many writers of one session without an expected version, on one replica: each
 /// write commits exactly once, at its own version, and is answered with the session
 /// as it left it; rounds of them share a statement; a resend of a recorded request

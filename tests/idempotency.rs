@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use session_service::pb::{self, session_op::Op};
+use session_service::pb;
 use tonic::Code;
 
 backend_tests! {
@@ -17,24 +17,6 @@ backend_tests! {
     a_repeated_delete_succeeds_again => repeated_delete;
     a_request_id_reused_for_another_session_is_refused => reused_elsewhere;
     records_are_forgotten_after_their_ttl => records_expire;
-}
-
-fn increment(session_id: i64, request_id: &str) -> pb::MutateSessionRequest {
-    pb::MutateSessionRequest {
-        session_id,
-        ops: vec![pb::SessionOp {
-            op: Some(Op::IncrementQuestSteps(pb::IncrementQuestStepsOp {
-                quest_id: "q".into(),
-                n: 1,
-            })),
-        }],
-        expected_version: None,
-        request_id: request_id.into(),
-    }
-}
-
-fn steps(s: &pb::GameSession) -> i64 {
-    json(&s.flags)["quests"]["q"]["stepsCompleted"].as_i64().unwrap()
 }
 
 async fn repeated_update(backend: Backend) {

@@ -190,10 +190,12 @@ fn builder(mut config: Config, settings: &RedisSettings) -> Result<Builder, Erro
             c.connection_timeout = Duration::from_secs(2);
             c.internal_command_timeout = Duration::from_secs(2);
             // A master demoted by a failover keeps its clients' connections: reads
-            // would go on from a replica and writes fail READONLY. On those errors
-            // fred reconnects (through Sentinel, to the new master).
+            // would go on from a replica and writes fail READONLY. One cut off from its
+            // replicas (min-replicas-to-write) refuses writes with NOREPLICAS. On those
+            // errors fred reconnects (through Sentinel, to the new master).
             c.reconnect_errors = vec![
                 ReconnectError::ReadOnly,
+                ReconnectError::NoReplicas,
                 ReconnectError::MasterDown,
                 ReconnectError::Loading,
                 ReconnectError::ClusterDown,

@@ -215,6 +215,29 @@ pub fn json(s: &Option<prost_types::Struct>) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// MutateSession without an expected version: one more step of quest "q".
+pub fn increment(session_id: i64, request_id: &str) -> pb::MutateSessionRequest {
+    use pb::session_op::Op;
+    pb::MutateSessionRequest {
+        session_id,
+        ops: vec![pb::SessionOp {
+            op: Some(Op::IncrementQuestSteps(pb::IncrementQuestStepsOp {
+                quest_id: "q".into(),
+                n: 1,
+            })),
+        }],
+        expected_version: None,
+        request_id: request_id.into(),
+    }
+}
+
+/// The steps of quest "q" (see [`increment`]).
+pub fn steps(s: &pb::GameSession) -> i64 {
+    json(&s.flags)["quests"]["q"]["stepsCompleted"]
+        .as_i64()
+        .expect("quest q has steps")
+}
+
 /// Creates a session for `user` with `flags`.
 pub async fn create(
     client: &mut SessionServiceClient<Channel>,

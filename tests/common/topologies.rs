@@ -200,11 +200,19 @@ impl PrivateSentinel {
         }
         let dir = tempfile::tempdir().unwrap();
         let (master, replica, sentinel) = (free_port(), free_port(), free_port());
-        let mut processes = vec![spawn(dir.path(), &base_args(&master.to_string()))];
+        // As a Sentinel group should run: a master cut off from its replica (the old
+        // one, after a failover promoted the replica) refuses writes within a second
+        // (NOREPLICAS) instead of taking writes the new master will never see.
+        fn fenced(port: &str) -> Vec<&str> {
+            let mut args = base_args(port);
+            args.extend(["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"]);
+            args
+        }
+        let master_port = master.to_string();
+        let mut processes = vec![spawn(dir.path(), &fenced(&master_port))];
         answers(master).await;
         let replica_port = replica.to_string();
-        let master_port = master.to_string();
-        let mut args = base_args(&replica_port);
+        let mut args = fenced(&replica_port);
         args.extend(["--replicaof", "127.0.0.1", &master_port]);
         processes.push(spawn(dir.path(), &args));
         answers(replica).await;
