@@ -22,9 +22,13 @@ pub struct StoreSettings {
     pub write_workers: usize,
     /// PostgreSQL: most guarded writes in one statement.
     pub max_batch: usize,
+    /// PostgreSQL's `lock_timeout` on the writer's connections (the request timeout):
+    /// a write still waiting for a row lock when its caller has been answered
+    /// DEADLINE_EXCEEDED fails instead of committing later.
+    pub lock_timeout: Option<Duration>,
 }
 
-fn options(url: &str, max: u32, settings: &StoreSettings) -> ConnectOptions {
+fn options(url: &str, max: u32, settings: &StoreSettings, lock_timeout: Option<Duration>) -> ConnectOptions {
     let mut opt = ConnectOptions::new(url.to_owned());
     opt.max_connections(max)
         .min_connections(0)
@@ -35,6 +39,10 @@ fn options(url: &str, max: u32, settings: &StoreSettings) -> ConnectOptions {
         .idle_timeout(Duration::from_secs(60))
         .test_before_acquire(false)
         .sqlx_logging(false);
+    if let Some(limit) = lock_timeout {
+        let ms = limit.as_millis().max(1);
+        opt.map_sqlx_postgres_opts(move |o| o.options([("lock_timeout", format!("{ms}ms"))]));
+    }
     opt.map_sqlx_sqlite_opts(|o| {
         o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5))
@@ -50,9 +58,9 @@ impl Store {
         let sqlite = url.starts_with("sqlite:");
         let memory = sqlite && url.contains(":memory:") || url.contains("mode=memory");
         let writer_max = if sqlite { 1 } else { settings.max_connections };
-        let writer = Database::connect(options(url, writer_max, settings)).await?;
+        let writer = Database::connect(options(url, writer_max, settings, settings.lock_timeout)).await?;
         let reader = if sqlite && !memory {
-            Database::connect(options(url, settings.max_connections, settings)).await?
+            Database::connect(options(url, settings.max_connections, settings, None)).await?
         } else {
             writer.clone()
         };
