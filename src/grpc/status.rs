@@ -49,6 +49,7 @@ impl From<ServiceError> for Status {
                  resend it with the same request_id for its answer",
                 reason::WRITE_UNCONFIRMED,
             ),
+            ServiceError::TimedOut => timed_out(),
             ServiceError::ShuttingDown => plain(
                 Code::Unavailable,
                 "server shutting down; reconnect",

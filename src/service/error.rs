@@ -31,6 +31,9 @@ pub enum ServiceError {
     /// other replicas could still read the older one, so it is not answered yet.
     #[error("the write is committed, but the shared cache did not confirm it in time")]
     Unconfirmed,
+    /// A write waited for a row lock for most of the request timeout, and was not applied.
+    #[error("timed out waiting for the session's row lock")]
+    TimedOut,
     /// The server is shutting down (ends watch streams).
     #[error("server is shutting down")]
     ShuttingDown,
@@ -49,6 +52,7 @@ impl ServiceError {
             Self::RequestIdReused => "request_id_reused",
             Self::PermissionDenied(_) => "denied",
             Self::Unavailable(_) | Self::Unconfirmed | Self::ShuttingDown => "unavailable",
+            Self::TimedOut => "timeout",
             Self::Internal(_) => "error",
         }
     }
@@ -90,6 +94,7 @@ impl From<StoreError> for ServiceError {
             // caller checks the record (see `may_be_replay`).
             StoreError::DuplicateRequest => Self::RequestIdReused,
             StoreError::Unavailable(db) => Self::Unavailable(db.to_string()),
+            StoreError::LockTimeout(_) => Self::TimedOut,
             StoreError::Db(db) => Self::Internal(db.to_string()),
             StoreError::Corrupt(msg) => Self::Internal(msg),
         }

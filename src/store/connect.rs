@@ -22,9 +22,9 @@ pub struct StoreSettings {
     pub write_workers: usize,
     /// PostgreSQL: most guarded writes in one statement.
     pub max_batch: usize,
-    /// PostgreSQL's `lock_timeout` on the writer's connections (the request timeout):
-    /// a write still waiting for a row lock when its caller has been answered
-    /// DEADLINE_EXCEEDED fails instead of committing later.
+    /// PostgreSQL's `lock_timeout` on the writer's connections (four fifths of the
+    /// request timeout): a write still waiting for a row lock fails, answered
+    /// DEADLINE_EXCEEDED, before its caller's deadline, instead of committing after it.
     pub lock_timeout: Option<Duration>,
 }
 

@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down: retrying later may work.
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
+    /// A write waited for a row lock past PostgreSQL's `lock_timeout` (set below the
+    /// request timeout): it was not applied.
+    #[error("timed out waiting for a row lock: {0}")]
+    LockTimeout(DbErr),
     #[error("database error: {0}")]
     Db(DbErr),
     #[error("stored data is corrupt: {0}")]
@@ -33,7 +37,9 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(e: DbErr) -> Self {
-        if is_unavailable(&e) {
+        if is_lock_timeout(&e) {
+            Self::LockTimeout(e)
+        } else if is_unavailable(&e) {
             Self::Unavailable(e)
         } else {
             Self::Db(e)
@@ -44,6 +50,16 @@ impl From<DbErr> for StoreError {
 /// True when `e` is a violation of a unique index (a duplicate request id).
 pub(crate) fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// PostgreSQL's 55P03 lock_not_available: `lock_timeout` passed.
+fn is_lock_timeout(e: &DbErr) -> bool {
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+            matches!(s.deref(), sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+        }
+        _ => false,
+    }
 }
 
 /// Connection-level failures, pool timeouts and server shutdowns: the caller may retry.
