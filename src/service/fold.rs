@@ -42,9 +42,6 @@ pub(super) struct Waiting {
 /// exactly while a task drains its queue.
 pub(super) type Queues = Mutex<HashMap<i64, VecDeque<Waiting>>>;
 
-/// Optimistic rounds of a chain before its writes go one at a time.
-const ATTEMPTS: usize = 4;
-
 /// How one write of a chain ends, by position.
 enum Outcome {
     /// Its link's index.
@@ -103,9 +100,10 @@ impl Sessions {
     /// the new state, in a task of their own, so the next round starts meanwhile.
     async fn write_round(&self, mut round: Vec<Waiting>) {
         if round.len() > 1 {
-            self.inner.metrics.folded.inc_by(round.len() as u64 - 1);
             match self.chain(&round).await {
                 Some((written, outcomes)) => {
+                    // Counted once they did share a statement (not for a split round).
+                    self.inner.metrics.folded.inc_by(round.len() as u64 - 1);
                     self.answer_chain(round, written, outcomes);
                     return;
                 }
@@ -142,7 +140,7 @@ impl Sessions {
         let owner = first.caller.owner();
         let limits = self.inner.settings.json_limits;
         let mut base = self.copy_or_read(&first.caller, id, |_| true).await.ok()?;
-        for _ in 0..ATTEMPTS {
+        for _ in 0..super::OPTIMISTIC_ROUNDS {
             let at = Store::now();
             let mut links: Vec<Link<'_>> = Vec::with_capacity(round.len());
             let mut outcomes = Vec::with_capacity(round.len());

@@ -98,6 +98,11 @@ fn ended<T>(result: Result<T, ServiceError>) -> Result<T, ServiceError> {
     result
 }
 
+/// Compare-and-set rounds a write without an expected version tries (alone, or
+/// folded with others) before it falls back: alone to the row lock, a chain to its
+/// writes one at a time.
+const OPTIMISTIC_ROUNDS: usize = 4;
+
 impl Sessions {
     pub fn new(
         store: Store,

@@ -149,13 +149,11 @@ impl Sessions {
         caller: &Caller,
         w: &Write,
     ) -> Result<(Arc<Session>, bool, bool), ServiceError> {
-        /// Optimistic rounds before falling back to the row lock.
-        const ATTEMPTS: usize = 4;
         let id = w.session_id.get();
         // The freshest known version: a stale one only costs a conflict and a retry.
         let mut base = self.copy_or_read(caller, id, |_| true).await?;
         let limits = self.inner.settings.json_limits;
-        for _ in 0..ATTEMPTS {
+        for _ in 0..super::OPTIMISTIC_ROUNDS {
             let rules = self.inner.store.rules(base.world_id).await?;
             let Some(planned) = plan(&base, None, &w.change, &rules, &limits)? else {
                 return Ok((base, false, false));
