@@ -109,8 +109,11 @@ r AS (
   UNION ALL
   SELECT req_user, req_id, id, action, version, snapshot, at FROM x WHERE req_id IS NOT NULL),
 p AS (
+  -- From the oldest event kept, not from version 1: the index range below it holds
+  -- only the dead entries of earlier cuts, which a bitmap scan would visit every time.
   DELETE FROM {ev} d USING u JOIN v ON v.i = u.i
-  WHERE v.cut > 0 AND d.{e_session} = u.id AND d.{e_version} <= v.cut)
+  WHERE v.cut > 0 AND d.{e_session} = u.id AND d.{e_version} <= v.cut
+    AND d.{e_version} >= (SELECT min(o.{e_version}) FROM {ev} o WHERE o.{e_session} = u.id))
 SELECT i FROM u"
     )
 });
