@@ -2,7 +2,7 @@
 //! statement (data-modifying CTEs are atomic), so concurrent writers share a round
 //! trip and a commit:
 //!
-//!   WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(i, id, expected, …)),
+//!   WITH v AS (the rows: $1's scalars zipped with the documents of $2..$5),
 //!        u AS (UPDATE game_sessions s SET …, version = v.version
 //!              FROM v WHERE s.id = v.id AND s.version = v.expected [AND s.user_id = v.uid]
 //!              RETURNING v.i, s.id, s.version, what the events and records need),
