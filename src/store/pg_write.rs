@@ -2,7 +2,7 @@
 //! statement (data-modifying CTEs are atomic), so concurrent writers share a round
 //! trip and a commit:
 //!
-//!   WITH v AS (the rows: $1's scalars zipped with the documents of $2..$5),
+//!   WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(i, id, expected, …)),
 //!        u AS (UPDATE game_sessions s SET …, version = v.version
 //!              FROM v WHERE s.id = v.id AND s.version = v.expected [AND s.user_id = v.uid]
 //!              RETURNING v.i, s.id, s.version, what the events and records need),
@@ -12,13 +12,10 @@
 //!        p AS (DELETE FROM session_events … the events past each session's cap)
 //!   SELECT i FROM u
 //!
-//! The rows travel as one JSON array of their scalars, and their documents (flags,
-//! relationships, diff, recorded answer) as text arrays beside it, zipped by position
-//! (`ROWS FROM`): the statement text never changes (one prepared statement for every
-//! batch size), each document is serialized once here and parsed once there. Inside
-//! the JSON array a document would be parsed twice (jsonb_to_recordset builds the
-//! whole array, then prints and re-parses each jsonb field): that was a third of the
-//! statement's time.
+//! The rows travel as one JSON array, so the statement text never changes (one
+//! prepared statement for every batch size) and each document is serialized once.
+//! (Documents as text arrays beside it, parsed on their own, measured no faster:
+//! BENCHMARKS.md, round six.)
 //! A row that is not returned failed its guard (conflict or not found) and wrote
 //! nothing. A row may carry earlier writes of its session (`steps`, see
 //! [`Job::chain`]): the row takes the last state, each write its own event and record.
@@ -80,16 +77,11 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
     .map(|c| c.as_str());
     format!(
         "WITH v AS (
-  SELECT v.*, NULLIF(v.flags_t, '')::jsonb AS flags, NULLIF(v.rel_t, '')::jsonb AS rel,
-    v.diff_t::jsonb AS diff, NULLIF(v.snapshot_t, '')::jsonb AS snapshot
-  FROM ROWS FROM (
-    jsonb_to_recordset($1::jsonb) AS (
-      i int, id bigint, expected bigint, uid bigint, at timestamptz, rules_version bigint,
-      node bigint, wt float8, action text, edge_id bigint, node_id bigint,
-      req_user bigint, req_id text, cut bigint, version bigint, steps jsonb),
-    unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[])
-  ) AS v(i, id, expected, uid, at, rules_version, node, wt, action, edge_id, node_id,
-    req_user, req_id, cut, version, steps, flags_t, rel_t, diff_t, snapshot_t)),
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+    i int, id bigint, expected bigint, uid bigint, at timestamptz, rules_version bigint,
+    node bigint, wt float8, flags jsonb, rel jsonb,
+    action text, edge_id bigint, node_id bigint, diff jsonb,
+    req_user bigint, req_id text, snapshot jsonb, cut bigint, version bigint, steps jsonb)),
 u AS (
   UPDATE {gs} s SET
     {version} = v.version, {updated} = v.at, {rules} = v.rules_version,
@@ -149,13 +141,20 @@ struct Row<'a> {
     node: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wt: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<&'a JsonMap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rel: Option<&'a JsonMap>,
     action: &'a str,
     edge_id: Option<i64>,
     node_id: Option<i64>,
+    diff: &'a JsonMap,
     #[serde(skip_serializing_if = "Option::is_none")]
     req_user: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     req_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a Session>,
     cut: i64,
     /// The row's new version (the last link's, for a chain).
     version: i64,
@@ -195,11 +194,16 @@ impl Job {
             rules_version: self.rules_version,
             node: c.current_node_id.then_some(n.current_node_id),
             wt: c.world_time.then_some(n.world_time),
+            flags: c.flags.then_some(&n.flags),
+            rel: c.relationships.then_some(&n.relationships),
             action: self.action,
             edge_id: self.edge_id,
             node_id: self.node_id,
+            diff: &self.diff,
             req_user: self.request.as_ref().map(|(u, _)| *u),
             req_id: self.request.as_ref().map(|(_, r)| r.as_str()),
+            // The recorded answer is exactly what the write returns.
+            snapshot: self.request.as_ref().map(|_| n),
             cut: self.cut.unwrap_or(0),
             version: n.version,
             steps: self
@@ -244,55 +248,12 @@ pub(super) async fn write_all<C: ConnectionTrait>(db: &C, jobs: Vec<Job>) -> Vec
     }
 }
 
-/// The documents of a batch, one text array per column, in job order; `""` stands
-/// for a document not written (NULL in the statement).
-#[derive(Default)]
-struct Documents {
-    flags: Vec<String>,
-    rel: Vec<String>,
-    diff: Vec<String>,
-    snapshot: Vec<String>,
-}
-
-impl Documents {
-    fn push(&mut self, job: &Job) -> Result<(), StoreError> {
-        let n = &job.next;
-        let c = job.changed;
-        self.flags.push(text(c.flags.then_some(&n.flags))?);
-        self.rel.push(text(c.relationships.then_some(&n.relationships))?);
-        self.diff.push(text(Some(&job.diff))?);
-        // The recorded answer is exactly what the write returns.
-        self.snapshot.push(text(job.request.as_ref().map(|_| n))?);
-        Ok(())
-    }
-}
-
-fn text<T: Serialize>(doc: Option<&T>) -> Result<String, StoreError> {
-    doc.map_or(Ok(String::new()), |d| {
-        serde_json::to_string(d).map_err(|e| StoreError::Corrupt(e.to_string()))
-    })
-}
-
 /// Which jobs' guards held (and so were written).
 async fn run<C: ConnectionTrait>(db: &C, jobs: &[Job]) -> Result<Vec<bool>, StoreError> {
     let rows: Vec<Row<'_>> = jobs.iter().enumerate().map(|(i, j)| j.row(i)).collect();
     // Text, cast to jsonb by the statement: serialized once here, parsed once there.
     let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut docs = Documents::default();
-    for job in jobs {
-        docs.push(job)?;
-    }
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        SQL.as_str(),
-        [
-            rows.into(),
-            docs.flags.into(),
-            docs.rel.into(),
-            docs.diff.into(),
-            docs.snapshot.into(),
-        ],
-    );
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL.as_str(), [rows.into()]);
     let returned = match db.query_all_raw(statement).await {
         Ok(rows) => rows,
         Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateRequest),
