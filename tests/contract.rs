@@ -399,6 +399,42 @@ async fn events_capped(backend: Backend) {
         .events;
     let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
     assert_eq!(versions, vec![6, 7, 8, 9, 10], "the newest 5 are kept");
+    // Past a prune (versions 1..=32 are deleted when version 37 is written) and
+    // between prunes, the list is still exactly the newest 5.
+    for t in 10..=39 {
+        let req = pb::UpdateSessionRequest {
+            session_id: s.id,
+            world_time: Some(t as f64),
+            ..Default::default()
+        };
+        c.update_session(as_user(1, req)).await.unwrap();
+    }
+    let req = pb::ListSessionEventsRequest {
+        session_id: s.id,
+        ..Default::default()
+    };
+    let events = c
+        .list_session_events(as_user(1, req))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![36, 37, 38, 39, 40], "the newest 5 after a prune");
+    // And the pruned ones are gone from the table, not only from the list.
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.db.url.clone()).await.unwrap();
+    let sql = format!(
+        "SELECT MIN(version) AS v FROM session_events WHERE session_id = {}",
+        s.id
+    );
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    let oldest: i64 = row.try_get("", "v").unwrap();
+    assert_eq!(oldest, 33, "versions 1..=32 were deleted at version 37");
     app.finish().await;
 }
 

@@ -1,4 +1,5 @@
-//! The audit trail: one event per version, the newest `max_events` kept per session.
+//! The audit trail: one event per version, the newest `max_events` kept per session
+//! (older ones pruned a range at a time, see [`cut`]).
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
@@ -33,7 +34,7 @@ impl Store {
             created_at: Set(session.updated_at),
         };
         let id = Entity::insert(row).exec(db).await?.last_insert_id;
-        if let Some(cut) = cut(session.version, self.max_events) {
+        if let Some(cut) = cut(session.version - 1, session.version, self.max_events) {
             Entity::delete_many()
                 .filter(Column::SessionId.eq(session.id))
                 .filter(Column::Version.lte(cut))
@@ -66,10 +67,13 @@ impl Store {
         after_id: Option<i64>,
         limit: u64,
     ) -> Result<Option<Vec<SessionEvent>>, StoreError> {
-        if find(&self.reader, session_id, owner).await?.is_none() {
+        let Some(session) = find(&self.reader, session_id, owner).await? else {
             return Ok(None);
-        }
-        let mut query = Entity::find().filter(Column::SessionId.eq(session_id));
+        };
+        // The newest `max_events`: older ones may still be stored until the next prune.
+        let mut query = Entity::find()
+            .filter(Column::SessionId.eq(session_id))
+            .filter(Column::Version.gt(session.version - self.max_events));
         if let Some(after) = after_id {
             query = query.filter(Column::Id.gt(after));
         }

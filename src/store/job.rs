@@ -58,11 +58,19 @@ fn request_of(meta: &WriteMeta<'_>) -> Option<(i64, String)> {
         .map(|k| (k.user_id, k.request_id.as_str().to_owned()))
 }
 
-/// The newest version whose event falls out of a `max_events` cap when `version`
-/// is written: versions are dense, so the cap is a range on (session_id, version).
-/// `None` while the session is short (nothing to prune).
-pub(super) fn cut(version: i64, max_events: i64) -> Option<i64> {
-    (version > max_events).then(|| version - max_events)
+/// Events past the cap are deleted this many versions at a time: a delete, its WAL
+/// and the dead tuples it leaves cost PostgreSQL about as much for 32 events as for
+/// one (BENCHMARKS.md, round seven).
+pub(super) const TRIM_EVERY: i64 = 32;
+
+/// What a write taking a session from version `from` to `to` prunes: every event at
+/// or below the returned version. Versions are dense, so the cap is a range on
+/// (session_id, version); it is pruned when the write's versions cross a multiple of
+/// [`TRIM_EVERY`] past the cap, so up to `TRIM_EVERY - 1` events beyond the cap stay
+/// stored between prunes (ListSessionEvents never shows them). `None`: nothing now.
+pub(super) fn cut(from: i64, to: i64, max_events: i64) -> Option<i64> {
+    let (before, after) = ((from - max_events).max(0), to - max_events);
+    (after / TRIM_EVERY > before / TRIM_EVERY).then_some(after)
 }
 
 impl Job {
@@ -74,7 +82,7 @@ impl Job {
         meta: WriteMeta<'_>,
         max_events: i64,
     ) -> Self {
-        let next_version = next.version;
+        let cut = cut(base.version, next.version, max_events);
         Self {
             owner,
             expected: base.version,
@@ -86,7 +94,7 @@ impl Job {
             edge_id: meta.edge_id,
             node_id: meta.node_id,
             request: request_of(&meta),
-            cut: cut(next_version, max_events),
+            cut,
             earlier: Vec::new(),
         }
     }
@@ -113,7 +121,28 @@ impl Job {
         // The row's guard and columns go by the chain's base, not the last link's.
         job.expected = base.version;
         job.changed = changes(base, &job.next);
+        job.cut = cut(base.version, job.next.version, max_events);
         job.earlier = earlier;
         job
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TRIM_EVERY, cut};
+
+    #[test]
+    fn the_cap_is_pruned_in_ranges_when_a_write_crosses_a_multiple_past_it() {
+        let max = 5;
+        // Short sessions and writes that cross no multiple past the cap prune nothing.
+        assert_eq!(cut(0, 1, max), None);
+        assert_eq!(cut(4, 36, max), None);
+        // Version 37 is the first whose cap position (32) is a multiple: 1..=32 go.
+        assert_eq!(cut(36, 37, max), Some(TRIM_EVERY));
+        assert_eq!(cut(37, 38, max), None);
+        // A folded chain that jumps over a multiple prunes up to its last version's cut.
+        assert_eq!(cut(60, 75, max), Some(70));
+        // Lowering the cap below a long session's length prunes on the next crossing.
+        assert_eq!(cut(1_000, 1_033, 1), Some(1_032));
     }
 }
