@@ -379,47 +379,32 @@ async fn events_capped(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.database.max_events_per_session = 5).await;
     let mut c = app.client().await;
     let s = create(&mut c, 1, json!({})).await;
-    for t in 1..=9 {
-        let req = pb::UpdateSessionRequest {
-            session_id: s.id,
-            world_time: Some(t as f64),
+    // Advances world time once per `times`, then lists the session's events.
+    async fn advance_and_list(
+        c: &mut pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
+        id: i64,
+        times: std::ops::RangeInclusive<i32>,
+    ) -> Vec<i64> {
+        for t in times {
+            let req = pb::UpdateSessionRequest {
+                session_id: id,
+                world_time: Some(t as f64),
+                ..Default::default()
+            };
+            c.update_session(as_user(1, req)).await.unwrap();
+        }
+        let req = pb::ListSessionEventsRequest {
+            session_id: id,
             ..Default::default()
         };
-        c.update_session(as_user(1, req)).await.unwrap();
+        let page = c.list_session_events(as_user(1, req)).await.unwrap().into_inner();
+        page.events.iter().map(|e| e.version).collect()
     }
-    let req = pb::ListSessionEventsRequest {
-        session_id: s.id,
-        ..Default::default()
-    };
-    let events = c
-        .list_session_events(as_user(1, req))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
+    let versions = advance_and_list(&mut c, s.id, 1..=9).await;
     assert_eq!(versions, vec![6, 7, 8, 9, 10], "the newest 5 are kept");
     // Past a prune (versions 1..=32 are deleted when version 37 is written) and
     // between prunes, the list is still exactly the newest 5.
-    for t in 10..=39 {
-        let req = pb::UpdateSessionRequest {
-            session_id: s.id,
-            world_time: Some(t as f64),
-            ..Default::default()
-        };
-        c.update_session(as_user(1, req)).await.unwrap();
-    }
-    let req = pb::ListSessionEventsRequest {
-        session_id: s.id,
-        ..Default::default()
-    };
-    let events = c
-        .list_session_events(as_user(1, req))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
+    let versions = advance_and_list(&mut c, s.id, 10..=39).await;
     assert_eq!(versions, vec![36, 37, 38, 39, 40], "the newest 5 after a prune");
     // And the pruned ones are gone from the table, not only from the list.
     use sea_orm::{ConnectionTrait, Database, Statement};
