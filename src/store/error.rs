@@ -52,28 +52,29 @@ pub(crate) fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// The driver's error under sea-orm's, for the checks below.
+fn sqlx_error(e: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => Some(s.deref()),
+        _ => None,
+    }
+}
+
 /// PostgreSQL's 55P03 lock_not_available: `lock_timeout` passed.
 fn is_lock_timeout(e: &DbErr) -> bool {
-    match e {
-        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
-            matches!(s.deref(), sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
-        }
-        _ => false,
-    }
+    matches!(sqlx_error(e), Some(sea_orm::sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03"))
 }
 
 /// Connection-level failures, pool timeouts and server shutdowns: the caller may retry.
 fn is_unavailable(e: &DbErr) -> bool {
-    let sqlx = match e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => s.deref(),
-        _ => return false,
-    };
+    if matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
     use sea_orm::sqlx::Error as X;
-    match sqlx {
-        X::Io(_) | X::Tls(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed => true,
-        X::Protocol(_) => true,
-        X::Database(db) => {
+    match sqlx_error(e) {
+        Some(X::Io(_) | X::Tls(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed) => true,
+        Some(X::Protocol(_)) => true,
+        Some(X::Database(db)) => {
             let code = db.code().unwrap_or_default();
             // PostgreSQL: 08xxx connection exceptions, 57P0x shutdown / cannot connect,
             // 53xxx insufficient resources. SQLite: 5 busy, 6 locked.
