@@ -126,6 +126,54 @@ async fn a_replayed_answer_never_recreates_an_expired_entry() {
     assert!(matches!(c.get(7).await, Lookup::Hit(s) if s.version == 3));
 }
 
+/// Two replicas on one Redis. A lookup from a replica holding a copy asks only
+/// whether the entry is still at that version: it must still see every newer
+/// version, a deletion and an expiry written by the other; and lookups of many
+/// reads sent together (one script call) each get their own session's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_from_a_replica_holding_a_copy_see_what_another_replica_wrote() {
+    let Some(url) = shared_redis() else { return };
+    let shared = settings(&url, Duration::from_secs(60));
+    let start = || RedisCache::start(&shared, Arc::new(Metrics::new()));
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    a.fill(&session(1, 1)).await;
+    for round in 0..2 {
+        // First from the entry (no copy on B yet), then answered by B's own copy.
+        match b.get(1).await {
+            Lookup::Hit(s) => assert_eq!((s.version, s.flags["v"].clone()), (1, json!(1)), "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    a.fill(&session(1, 2)).await;
+    assert!(
+        matches!(b.get(1).await, Lookup::Hit(s) if s.version == 2 && s.flags["v"] == json!(2)),
+        "B's copy at 1 is not the entry at 2"
+    );
+    a.tombstone(1).await;
+    assert_eq!(b.get(1).await, Lookup::Deleted);
+
+    // Many sessions at different versions, looked up at once from B, which holds
+    // copies of the even ones only at the version cached and of the others at an
+    // older version (or none).
+    let ids: Vec<i64> = (10..60).collect();
+    for &id in &ids {
+        a.fill(&session(id, id % 7 + 2)).await;
+        match id % 3 {
+            0 => b.remember(&session(id, id % 7 + 2)),
+            1 => b.remember(&session(id, 1)),
+            _ => {}
+        }
+    }
+    let looked_up = futures::future::join_all(ids.iter().map(|&id| b.get(id))).await;
+    for (id, found) in ids.iter().zip(looked_up) {
+        assert!(
+            matches!(&found, Lookup::Hit(s) if s.id == *id && s.version == id % 7 + 2 && s.flags["v"] == json!(id % 7 + 2)),
+            "session {id}: {found:?}"
+        );
+    }
+    assert_eq!(b.get(999).await, Lookup::Miss, "nothing cached");
+}
+
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
     let Some(c) = cache(Duration::from_millis(300)).await else {

@@ -6,6 +6,7 @@
 mod hub;
 pub mod layout;
 mod local;
+mod lookups;
 mod recent;
 mod redis;
 mod write_through;

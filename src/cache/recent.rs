@@ -2,11 +2,12 @@
 //! dropped as soon as a notice says a newer version exists anywhere.
 //!
 //! A version names exactly one committed state, so a copy is a correct answer to
-//! "the session at version N" on any replica, whatever the others did since. Two
+//! "the session at version N" on any replica, whatever the others did since. Three
 //! uses, and only these: the base of a guarded write whose `expected_version` is
-//! the copy's version, and reads that name a `min_version`. Strong reads never use
-//! it: another replica may have acknowledged a newer version whose notice is still
-//! on its way.
+//! the copy's version, reads that name a `min_version`, and strong reads once the
+//! shared cache has said its entry is at the copy's version (`lookups.rs`). A strong
+//! read never trusts the copy alone: another replica may have acknowledged a newer
+//! version whose notice is still on its way.
 
 use std::{
     num::NonZeroUsize,

@@ -61,11 +61,15 @@ use fred::{
     types::{Message, scripts::Script},
 };
 use prost::Message as _;
-use tokio::{sync::broadcast, time::Instant};
+use tokio::{
+    sync::{broadcast, oneshot},
+    time::Instant,
+};
 
 use super::{
     Hub, Lookup, Notice, Published, SessionCache, Subscription,
     layout::{self, Layout},
+    lookups::{self, Found},
     write_through,
 };
 use crate::{
@@ -169,6 +173,8 @@ pub struct RedisCache {
     dirty: Mutex<HashMap<i64, Option<Session>>>,
     /// Write-throughs after commits, sent in groups (see `write_through.rs`).
     write_through: write_through::Queue,
+    /// Lookups of strong reads, sent in groups (see `lookups.rs`).
+    lookups: lookups::Queue,
     /// Until when reads bypass the cache after a reconnect (see the module docs).
     /// (Read on every lookup: an atomic, milliseconds after `started`; 0 = trusted.)
     suspect_until_ms: AtomicU64,
@@ -235,6 +241,7 @@ impl RedisCache {
         let hub = Hub::default();
         spawn_listener(&subscriber, &layout, hub.clone());
         let (write_through, queued) = write_through::queue();
+        let (lookups, asked) = lookups::queue();
         let cache = Self {
             options: Options {
                 fail_fast: true,
@@ -253,6 +260,7 @@ impl RedisCache {
             pool,
             dirty: Mutex::default(),
             write_through,
+            lookups,
             suspect_until_ms: AtomicU64::new(0),
             unhealthy_since_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -297,6 +305,7 @@ impl RedisCache {
         }
         tokio::spawn(maintain(Arc::downgrade(&cache)));
         tokio::spawn(write_through::run(Arc::downgrade(&cache), queued));
+        tokio::spawn(lookups::run(Arc::downgrade(&cache), asked));
         Ok(cache)
     }
 
@@ -696,19 +705,41 @@ impl SessionCache for RedisCache {
             self.metrics.cache_outcome("bypass");
             return Lookup::Miss;
         }
-        let reply: Result<(Option<i64>, Option<Vec<u8>>), _> =
-            self.client().hmget(self.key(id), vec!["v", "d"]).await;
-        match reply {
+        // With a copy here, Redis only has to say whether it is still the entry's
+        // version (see `lookups.rs`); lookups of concurrent reads share a round trip.
+        let held = self.hub.recent().get(id);
+        let (answer, found) = oneshot::channel();
+        let asked = held.as_ref().map_or(0, |s| s.version);
+        if self.lookups.send((id, asked, answer)).is_err() {
+            return Lookup::Miss;
+        }
+        let found = match tokio::time::timeout(self.command_timeout, found).await {
+            Ok(Ok(found)) => found,
+            // The lookup task is gone (shutting down).
+            Ok(Err(_)) => return Lookup::Miss,
+            Err(_) => Err(Error::new(ErrorKind::Timeout, "cache lookup timed out")),
+        };
+        match found {
             Err(error) => {
                 self.failed("get", &error);
                 Lookup::Miss
             }
-            Ok((Some(TOMBSTONE_VERSION), _)) => {
+            Ok(Found::Same) => {
+                self.succeeded();
+                match held {
+                    Some(s) => {
+                        self.metrics.cache_outcome("hit");
+                        Lookup::Hit(s)
+                    }
+                    None => Lookup::Miss,
+                }
+            }
+            Ok(Found::Entry(TOMBSTONE_VERSION, _)) => {
                 self.succeeded();
                 self.metrics.cache_outcome("hit");
                 Lookup::Deleted
             }
-            Ok((Some(_), Some(data))) => {
+            Ok(Found::Entry(_, Some(data))) => {
                 self.succeeded();
                 let decoded = pb::GameSession::decode(data.as_slice())
                     .ok()
@@ -727,7 +758,7 @@ impl SessionCache for RedisCache {
                     }
                 }
             }
-            Ok(_) => {
+            Ok(Found::Entry(_, None) | Found::Nothing) => {
                 self.succeeded();
                 self.metrics.cache_outcome("miss");
                 Lookup::Miss
