@@ -46,6 +46,12 @@ impl Notice {
         }
     }
 
+    /// Every notice of a message: one, or a group's, space-separated (a group's
+    /// write-throughs publish once). What does not parse is skipped.
+    pub fn decode_all(raw: &str) -> impl Iterator<Item = Self> + '_ {
+        raw.split(' ').filter_map(Self::decode)
+    }
+
     pub fn decode(raw: &str) -> Option<Self> {
         let (id, version) = raw.split_once(':')?;
         let id = id.parse().ok()?;
@@ -150,6 +156,12 @@ mod tests {
         }
         assert_eq!(Notice::decode("x:1"), None);
         assert_eq!(Notice::decode("1"), None);
+        let group: Vec<Notice> = Notice::decode_all("4:9 5:deleted x 6:1").collect();
+        assert_eq!(
+            group,
+            [Notice::updated(4, 9), Notice::deleted(5), Notice::updated(6, 1)],
+            "a group's notices, the unparsable one skipped"
+        );
     }
 
     #[tokio::test]

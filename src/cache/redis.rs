@@ -3,7 +3,8 @@
 //!
 //! A session's key is a hash `{v: version, d: protobuf GameSession}` with a TTL; a
 //! tombstone is the same hash with `v` = 2^53 and no data. Notices go over pub/sub
-//! (sharded on a Cluster) as `"<id>:<version>"`.
+//! (sharded on a Cluster) as `"<id>:<version>"`; a group of write-throughs sends its
+//! notices as one message, separated by spaces.
 //!
 //! After a reconnect to a different Redis process (a failover, a restarted or
 //! replaced server: its `run_id` changed, or the address is new) the entries it holds
@@ -590,8 +591,8 @@ fn spawn_listener(subscriber: &SubscriberClient, layout: &Layout, hub: Hub) {
         loop {
             match messages.recv().await {
                 Ok(Message { value, .. }) => {
-                    if let Some(notice) = value.as_str().and_then(|s| Notice::decode(&s)) {
-                        hub.notify(notice);
+                    if let Some(raw) = value.as_str() {
+                        Notice::decode_all(&raw).for_each(|notice| hub.notify(notice));
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

@@ -23,13 +23,16 @@ use crate::{domain::Session, wire::pb};
 /// ARGV[4i-3..4i] are the version, the encoded session, the TTL in ms and the notice;
 /// the last three ARGV are the floor TTL, PUBLISH or SPUBLISH and the channel. Each
 /// hash is set only if its cached version is older or absent and the version is not
-/// below the floor (a tombstone's version is larger than any). Idempotent, so a
+/// below the floor (a tombstone's version is larger than any). The group's notices go
+/// out as ONE message, space-separated (see [`Notice::decode_all`]): every replica
+/// then parses one message per group instead of one per write. Idempotent, so a
 /// re-send is harmless.
 const FILL_MANY_LUA: &str = r"
 local channel = ARGV[#ARGV]
 local publish = ARGV[#ARGV - 1]
 local floor_ttl = ARGV[#ARGV - 2]
 local stored = {}
+local notices = {}
 for i = 1, #KEYS / 2 do
   local key, floor_key, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 4
   local v = tonumber(ARGV[a + 1])
@@ -46,8 +49,9 @@ for i = 1, #KEYS / 2 do
       stored[i] = 1
     end
   end
-  redis.call(publish, channel, ARGV[a + 4])
+  notices[i] = ARGV[a + 4]
 end
+redis.call(publish, channel, table.concat(notices, ' '))
 return stored
 ";
 
