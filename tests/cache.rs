@@ -12,7 +12,7 @@ use common::{
 };
 use serde_json::json;
 use session_service::{
-    cache::{Lookup, RedisCache, RedisSettings, SessionCache},
+    cache::{Lookup, Notice, RedisCache, RedisSettings, SessionCache},
     domain::Session,
     pb,
     telemetry::Metrics,
@@ -172,6 +172,52 @@ async fn lookups_from_a_replica_holding_a_copy_see_what_another_replica_wrote() 
         );
     }
     assert_eq!(b.get(999).await, Lookup::Miss, "nothing cached");
+}
+
+/// A replayed answer acknowledges a version whose first write-through (and notice)
+/// may never have gone out: watchers on other replicas hear of it with the replay.
+/// A group of commits reaches them too, its notices sent as one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_elsewhere_hear_of_replayed_and_grouped_writes() {
+    let Some(url) = shared_redis() else { return };
+    let shared = settings(&url, Duration::from_secs(60));
+    let start = || RedisCache::start(&shared, Arc::new(Metrics::new()));
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let mut watched = b.subscribe(70);
+    let mut others = b.subscribe(71);
+    // Both subscribed before anything is published (a subscription is in place once
+    // Redis relays a notice published after it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        a.publish(Notice::updated(70, 1)).await;
+        let wait = tokio::time::timeout(Duration::from_millis(100), watched.receiver.changed());
+        if wait.await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never heard A's notices"
+        );
+    }
+    a.replayed(&session(70, 3)).await;
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        while watched.receiver.borrow_and_update().version < 3 {
+            watched.receiver.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no notice of the replayed version 3");
+    let (x, y) = (session(70, 4), session(71, 9));
+    futures::future::join(a.committed(&x), a.committed(&y)).await;
+    for (sub, version) in [(&mut watched, 4), (&mut others, 9)] {
+        let heard = tokio::time::timeout(Duration::from_secs(5), async {
+            while sub.receiver.borrow_and_update().version < version {
+                sub.receiver.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "no notice of version {version}");
+    }
 }
 
 #[tokio::test]

@@ -79,37 +79,61 @@ use crate::{
     wire::pb,
 };
 
-/// The one cache-fill script: set only if the cached version is older or absent, and
-/// not below the session's version floor (KEYS[2]), which it raises. The floor
-/// outlives the entry (`FLOOR_TTLS` TTLs): a fill or write-through of an old version
-/// that arrives late (a command that timed out at the client still runs when Redis
-/// catches up; an answer replayed from the idempotency record carries an old
-/// snapshot) cannot re-create an entry under a newer version that has expired.
-/// A tombstone carries the largest version, so nothing overwrites it until it expires.
-/// Idempotent, so fred re-sending it after a reconnect is harmless.
-/// ARGV: version, data, TTL ms, floor TTL ms; after a commit also the notice
-/// (ARGV[5] channel, ARGV[6] message, ARGV[7] PUBLISH or SPUBLISH), so a
-/// write-through costs one round trip.
+/// The one cache-fill script, for one session or a group of one slot: each entry is
+/// set only if the cached version is older or absent, and not below the session's
+/// version floor, which it raises. The floor outlives the entry (`FLOOR_TTLS` TTLs):
+/// a fill or write-through of an old version that arrives late (a command that timed
+/// out at the client still runs when Redis catches up; an answer replayed from the
+/// idempotency record carries an old snapshot) cannot re-create an entry under a
+/// newer version that has expired. A tombstone carries the largest version, so
+/// nothing overwrites it until it expires. Idempotent, so a re-send is harmless.
+///
+/// For session i, KEYS[2i-1] is its hash and KEYS[2i] its floor, and ARGV[4i-3..4i]
+/// are the version, the encoded session, the TTL in ms and the notice ('' for none);
+/// the last three ARGV are the floor TTL, PUBLISH or SPUBLISH and the channel. The
+/// notices go out as ONE message, space-separated (see [`Notice::decode_all`]), in
+/// the same round trip: every replica parses one message per group, not per write.
 const FILL_LUA: &str = r"
-local v = tonumber(ARGV[1])
-local floor = redis.call('GET', KEYS[2])
-local stored = 0
-if not floor or tonumber(floor) <= v then
-  if not floor or tonumber(floor) < v then
-    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+local channel = ARGV[#ARGV]
+local publish = ARGV[#ARGV - 1]
+local floor_ttl = ARGV[#ARGV - 2]
+local stored = {}
+local notices = {}
+for i = 1, #KEYS / 2 do
+  local key, floor_key, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 4
+  local v = tonumber(ARGV[a + 1])
+  local floor = redis.call('GET', floor_key)
+  stored[i] = 0
+  if not floor or tonumber(floor) <= v then
+    if not floor or tonumber(floor) < v then
+      redis.call('SET', floor_key, ARGV[a + 1], 'PX', floor_ttl)
+    end
+    local held = redis.call('HGET', key, 'v')
+    if not held or tonumber(held) < v then
+      redis.call('HSET', key, 'v', ARGV[a + 1], 'd', ARGV[a + 2])
+      redis.call('PEXPIRE', key, ARGV[a + 3])
+      stored[i] = 1
+    end
   end
-  local held = redis.call('HGET', KEYS[1], 'v')
-  if not held or tonumber(held) < v then
-    redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-    redis.call('PEXPIRE', KEYS[1], ARGV[3])
-    stored = 1
+  if ARGV[a + 4] ~= '' then
+    notices[#notices + 1] = ARGV[a + 4]
   end
 end
-if ARGV[5] then
-  redis.call(ARGV[7], ARGV[5], ARGV[6])
+if #notices > 0 then
+  redis.call(publish, channel, table.concat(notices, ' '))
 end
 return stored
 ";
+
+/// One session's part of a [`FILL_LUA`] call.
+pub(super) struct Fill {
+    pub id: i64,
+    pub version: i64,
+    /// The encoded `pb::GameSession` (empty for a tombstone).
+    pub data: Vec<u8>,
+    pub ttl_ms: i64,
+    pub notice: Option<Notice>,
+}
 
 /// How many TTLs a session's version floor outlives its entry.
 pub(super) const FLOOR_TTLS: i64 = 10;
@@ -363,41 +387,43 @@ impl RedisCache {
         self.pool.next().with_options(&self.options)
     }
 
-    /// The fill script, optionally publishing `notice` in the same round trip; loads
-    /// the script on NOSCRIPT (first use, or after a restart or flush).
-    async fn run_script(
-        &self,
-        id: i64,
-        version: i64,
-        data: Vec<u8>,
-        ttl_ms: i64,
-        notice: Option<Notice>,
-    ) -> Result<i64, Error> {
+    /// The fill script for `fills` (all of one slot), publishing their notices in the
+    /// same round trip; loads the script on NOSCRIPT (first use, restart, flush).
+    pub(super) async fn fill_many(&self, fills: &[Fill]) -> Result<(), Error> {
+        let Some(first) = fills.first() else {
+            return Ok(());
+        };
         let client = self.client();
-        let keys = vec![self.key(id), self.layout.floor_key(id)];
+        let keys = || -> Vec<String> {
+            fills
+                .iter()
+                .flat_map(|f| [self.key(f.id), self.layout.floor_key(f.id)])
+                .collect()
+        };
         let args = || -> Vec<Value> {
-            let mut args: Vec<Value> = vec![
-                version.into(),
-                data.as_slice().into(),
-                ttl_ms.into(),
-                self.floor_ttl_ms().into(),
-            ];
-            if let Some(n) = notice {
-                args.push(self.layout.channel(id).into());
-                args.push(n.encode().into());
-                args.push(self.layout.publish_command().into());
+            let mut args: Vec<Value> = Vec::with_capacity(fills.len() * 4 + 3);
+            for f in fills {
+                args.push(f.version.into());
+                args.push(f.data.as_slice().into());
+                args.push(f.ttl_ms.into());
+                args.push(f.notice.map(|n| n.encode()).unwrap_or_default().into());
             }
+            args.push(self.floor_ttl_ms().into());
+            args.push(self.layout.publish_command().into());
+            args.push(self.layout.channel(first.id).into());
             args
         };
+        let sha = self.script.sha1().clone();
         match client
-            .evalsha::<i64, _, _, _>(self.script.sha1().clone(), keys.clone(), args())
+            .evalsha::<Vec<i64>, _, _, _>(sha.clone(), keys(), args())
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 self.load_script(FILL_LUA).await?;
-                client.evalsha(self.script.sha1().clone(), keys, args()).await
+                client.evalsha::<Vec<i64>, _, _, _>(sha, keys(), args()).await?;
+                Ok(())
             }
-            other => other,
+            other => other.map(|_| ()),
         }
     }
 
@@ -496,12 +522,29 @@ impl RedisCache {
         id: i64,
         entry: Option<&Session>,
         notice: Option<Notice>,
-    ) -> Result<i64, Error> {
-        let (version, data, ttl) = match entry {
-            Some(s) => (s.version, pb::GameSession::from(s).encode_to_vec(), self.ttl_ms),
-            None => (TOMBSTONE_VERSION, Vec::new(), self.tombstone_ttl_ms),
+    ) -> Result<(), Error> {
+        let fill = match entry {
+            Some(s) => self.fill_of(s, notice),
+            None => Fill {
+                id,
+                version: TOMBSTONE_VERSION,
+                data: Vec::new(),
+                ttl_ms: self.tombstone_ttl_ms,
+                notice,
+            },
         };
-        self.run_script(id, version, data, ttl, notice).await
+        self.fill_many(&[fill]).await
+    }
+
+    /// A session's part of a fill, with its TTL.
+    pub(super) fn fill_of(&self, s: &Session, notice: Option<Notice>) -> Fill {
+        Fill {
+            id: s.id,
+            version: s.version,
+            data: pb::GameSession::from(s).encode_to_vec(),
+            ttl_ms: self.ttl_ms,
+            notice,
+        }
     }
 
     /// Runs the fill script for `repair` (a session, or `None` for a tombstone),
@@ -816,9 +859,10 @@ impl SessionCache for RedisCache {
         self.hub.recent().remember(session);
         let sent = self
             .confirmed("replay", || async {
-                self.write_entry(session.id, Some(session), None)
-                    .await
-                    .map(|_| ())
+                // With its notice: the first attempt's write-through (and notice) may
+                // never have gone out, and watchers elsewhere wait for it.
+                let notice = Notice::updated(session.id, session.version);
+                self.write_entry(session.id, Some(session), Some(notice)).await
             })
             .await;
         if sent != Sent::Landed {
@@ -832,7 +876,7 @@ impl SessionCache for RedisCache {
         self.hub.notify(notice);
         // An acknowledged delete, like a write: confirmed before the answer.
         let sent = self.confirmed("tombstone", || async {
-            self.write_entry(id, None, Some(notice)).await.map(|_| ())
+            self.write_entry(id, None, Some(notice)).await
         });
         let sent = sent.await;
         if sent != Sent::Landed {
