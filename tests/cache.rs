@@ -126,16 +126,22 @@ async fn a_replayed_answer_never_recreates_an_expired_entry() {
     assert!(matches!(c.get(7).await, Lookup::Hit(s) if s.version == 3));
 }
 
+/// Two replicas' caches on one Redis, sharing a key prefix.
+async fn two_replicas() -> Option<(Arc<RedisCache>, Arc<RedisCache>)> {
+    let shared = settings(&shared_redis()?, Duration::from_secs(60));
+    let start = || RedisCache::start(&shared, Arc::new(Metrics::new()));
+    Some((start().await.unwrap(), start().await.unwrap()))
+}
+
 /// Two replicas on one Redis. A lookup from a replica holding a copy asks only
 /// whether the entry is still at that version: it must still see every newer
-/// version, a deletion and an expiry written by the other; and lookups of many
+/// version and a deletion written by the other; and lookups of many
 /// reads sent together (one script call) each get their own session's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_from_a_replica_holding_a_copy_see_what_another_replica_wrote() {
-    let Some(url) = shared_redis() else { return };
-    let shared = settings(&url, Duration::from_secs(60));
-    let start = || RedisCache::start(&shared, Arc::new(Metrics::new()));
-    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
     a.fill(&session(1, 1)).await;
     for round in 0..2 {
         // First from the entry (no copy on B yet), then answered by B's own copy.
@@ -179,10 +185,9 @@ async fn lookups_from_a_replica_holding_a_copy_see_what_another_replica_wrote() 
 /// A group of commits reaches them too, its notices sent as one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_elsewhere_hear_of_replayed_and_grouped_writes() {
-    let Some(url) = shared_redis() else { return };
-    let shared = settings(&url, Duration::from_secs(60));
-    let start = || RedisCache::start(&shared, Arc::new(Metrics::new()));
-    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
     let mut watched = b.subscribe(70);
     let mut others = b.subscribe(71);
     // Both subscribed before anything is published (a subscription is in place once

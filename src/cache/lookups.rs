@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, sync::Weak};
 use fred::{prelude::*, types::scripts::Script};
 use tokio::sync::{mpsc, oneshot};
 
-use super::RedisCache;
+use super::{RedisCache, groups};
 
 /// For each KEYS[i] (a session's hash) and ARGV[i] (the version this replica holds,
 /// "0" for none): `false` if there is no entry; `{v}` if the entry is at exactly
@@ -59,29 +59,15 @@ pub(super) fn queue() -> (Queue, Receiver) {
     mpsc::unbounded_channel()
 }
 
-/// Sends queued lookups until the cache is dropped.
+/// Sends queued lookups until the cache is dropped. A group Redis is slow to answer
+/// (each command gives up after command_timeout) finishes on its own.
 pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
     let script = Script::from_lua(LOOKUP_MANY_LUA);
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = groups::next(&mut rx, MAX_GROUP).await {
         let Some(cache) = cache.upgrade() else { return };
-        let limit = cache.in_line_limit();
-        let script = script.clone();
-        let mut sent = Box::pin(async move { send_group(&cache, &script, group).await });
-        tokio::select! {
-            () = &mut sent => {}
-            // Redis is slow to answer (each command gives up after command_timeout):
-            // the group finishes in a task of its own so the groups behind it go on.
-            () = tokio::time::sleep(limit) => {
-                tokio::spawn(sent);
-            }
-        }
+        let (limit, script) = (cache.in_line_limit(), script.clone());
+        let sent = async move { send_group(&cache, &script, group).await };
+        groups::in_line_for(limit, sent).await;
     }
 }
 

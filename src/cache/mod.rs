@@ -3,6 +3,7 @@
 //! Redis is an accelerator, never a dependency: every method here swallows (logs and
 //! counts) its failures, and callers fall back to the database.
 
+mod groups;
 mod hub;
 pub mod layout;
 mod local;

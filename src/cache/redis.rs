@@ -474,8 +474,8 @@ impl RedisCache {
         }
     }
 
-    /// How long the write-through queue waits for a group in line before letting it
-    /// finish in a task of its own (a healthy round trip is far shorter).
+    /// How long the write-through and lookup queues wait for a group in line before
+    /// letting it finish in a task of its own (a healthy round trip is far shorter).
     pub(super) fn in_line_limit(&self) -> Duration {
         self.command_timeout * 2
     }

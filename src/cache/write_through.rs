@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Notice, RedisCache,
+    Notice, RedisCache, groups,
     redis::{Fill, Sent},
 };
 use crate::domain::Session;
@@ -33,28 +33,15 @@ pub(super) fn queue() -> (Queue, Receiver) {
     mpsc::unbounded_channel()
 }
 
-/// Sends queued write-throughs until the cache is dropped.
+/// Sends queued write-throughs until the cache is dropped. A group that waits for a
+/// Redis that is not answering (RedisCache::confirmed) goes on in a task of its own
+/// so the groups behind it are not held up (the script never goes back a version:
+/// they may land in any order).
 pub(super) async fn run(cache: Weak<RedisCache>, mut rx: Receiver) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = groups::next(&mut rx, MAX_GROUP).await {
         let Some(cache) = cache.upgrade() else { return };
         let limit = cache.in_line_limit();
-        let mut sent = Box::pin(send_group(cache, group));
-        tokio::select! {
-            () = &mut sent => {}
-            // Redis is not answering and the group waits for it (RedisCache::confirmed):
-            // it goes on in a task of its own so the groups behind it are not held up
-            // (the script never goes back a version: they may land in any order).
-            () = tokio::time::sleep(limit) => {
-                tokio::spawn(sent);
-            }
-        }
+        groups::in_line_for(limit, send_group(cache, group)).await;
     }
 }
 

@@ -1,0 +1,32 @@
+//! What the write-through and lookup queues share: each sends what is queued as one
+//! group when the previous group is answered (never waiting for company), and a group
+//! that Redis is slow to answer finishes on its own so the groups behind it go on.
+
+use std::{future::Future, time::Duration};
+
+use tokio::sync::mpsc;
+
+/// The first item queued and every one queued behind it, up to `max`; `None` once
+/// the queue is closed.
+pub(super) async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, max: usize) -> Option<Vec<T>> {
+    let mut group = vec![rx.recv().await?];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(next) => group.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// Waits up to `limit` for `sent`, then lets it finish in a task of its own (a
+/// healthy round trip is far shorter than the limit).
+pub(super) async fn in_line_for(limit: Duration, sent: impl Future<Output = ()> + Send + 'static) {
+    let mut sent = Box::pin(sent);
+    tokio::select! {
+        () = &mut sent => {}
+        () = tokio::time::sleep(limit) => {
+            tokio::spawn(sent);
+        }
+    }
+}
