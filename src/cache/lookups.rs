@@ -11,6 +11,7 @@
 
 use std::{collections::BTreeMap, sync::Weak};
 
+use bytes::Bytes;
 use fred::{prelude::*, types::scripts::Script};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,7 +46,7 @@ pub(super) enum Found {
     /// The entry is at the version the lookup holds.
     Same,
     /// The entry's version and data (none for a tombstone).
-    Entry(i64, Option<Vec<u8>>),
+    Entry(i64, Option<Bytes>),
 }
 
 /// A lookup: the session, the version this replica holds (0: none), and where
@@ -82,32 +83,23 @@ async fn send_group(cache: &RedisCache, script: &Script, group: Vec<Queued>) {
     }
     let calls = slots.into_values().map(|lookups| async move {
         let asked: Vec<(i64, i64)> = lookups.iter().map(|(id, held, _)| (*id, *held)).collect();
-        let found = send(cache, script, &asked).await;
-        for (i, (_, _, answer)) in lookups.into_iter().enumerate() {
+        let answers: Vec<Result<Found, Error>> = match send(cache, script, &asked).await {
+            Ok(found) => found.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e); lookups.len()],
+        };
+        for ((_, _, answer), found) in lookups.into_iter().zip(answers) {
             // The reader may have given up (its own timeout): nothing to answer.
-            let _ = answer.send(match &found {
-                Ok(found) => Ok(found.get(i).cloned().unwrap_or(Found::Nothing)),
-                Err(e) => Err(e.clone()),
-            });
+            let _ = answer.send(found);
         }
     });
     futures::future::join_all(calls).await;
 }
 
-/// One script call for `asked` (sessions of one slot, with the versions held);
-/// loads the script on NOSCRIPT (first use, restart, flush).
+/// One script call for `asked` (sessions of one slot, with the versions held).
 async fn send(cache: &RedisCache, script: &Script, asked: &[(i64, i64)]) -> Result<Vec<Found>, Error> {
     let keys = || -> Vec<String> { asked.iter().map(|(id, _)| cache.key(*id)).collect() };
     let args = || -> Vec<Value> { asked.iter().map(|(_, held)| Value::from(*held)).collect() };
-    let client = cache.client();
-    let reply: Result<Value, Error> = client.evalsha(script.sha1().clone(), keys(), args()).await;
-    let reply = match reply {
-        Err(e) if e.details().starts_with("NOSCRIPT") => {
-            cache.load_script(LOOKUP_MANY_LUA).await?;
-            client.evalsha(script.sha1().clone(), keys(), args()).await?
-        }
-        other => other?,
-    };
+    let reply: Value = cache.eval(script, LOOKUP_MANY_LUA, keys, args).await?;
     parse(reply, asked.len())
 }
 
@@ -133,7 +125,7 @@ fn parse(reply: Value, expected: usize) -> Result<Vec<Found>, Error> {
                 let version = parts.next().as_ref().and_then(version).ok_or_else(malformed)?;
                 let data = match parts.next() {
                     Some(Value::Null) | None => None,
-                    Some(v) => Some(v.into_bytes().ok_or_else(malformed)?.to_vec()),
+                    Some(v) => Some(v.into_bytes().ok_or_else(malformed)?),
                 };
                 Ok(Found::Entry(version, data))
             }
@@ -164,7 +156,7 @@ mod tests {
             vec![
                 Found::Nothing,
                 Found::Same,
-                Found::Entry(8, Some(vec![1, 2])),
+                Found::Entry(8, Some(Bytes::from_static(&[1, 2]))),
                 Found::Entry(1 << 53, None),
             ]
         );

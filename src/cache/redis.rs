@@ -55,6 +55,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use fred::types::{InfoKind, config::ReconnectError};
 use fred::{
     clients::SubscriberClient,
@@ -129,8 +130,9 @@ return stored
 pub(super) struct Fill {
     pub id: i64,
     pub version: i64,
-    /// The encoded `pb::GameSession` (empty for a tombstone).
-    pub data: Vec<u8>,
+    /// The encoded `pb::GameSession` (empty for a tombstone); shared, not copied, by
+    /// every resend.
+    pub data: Bytes,
     pub ttl_ms: i64,
     pub notice: Option<Notice>,
 }
@@ -388,12 +390,11 @@ impl RedisCache {
     }
 
     /// The fill script for `fills` (all of one slot), publishing their notices in the
-    /// same round trip; loads the script on NOSCRIPT (first use, restart, flush).
+    /// same round trip.
     pub(super) async fn fill_many(&self, fills: &[Fill]) -> Result<(), Error> {
         let Some(first) = fills.first() else {
             return Ok(());
         };
-        let client = self.client();
         let keys = || -> Vec<String> {
             fills
                 .iter()
@@ -404,7 +405,7 @@ impl RedisCache {
             let mut args: Vec<Value> = Vec::with_capacity(fills.len() * 4 + 3);
             for f in fills {
                 args.push(f.version.into());
-                args.push(f.data.as_slice().into());
+                args.push(Value::Bytes(f.data.clone()));
                 args.push(f.ttl_ms.into());
                 args.push(f.notice.map(|n| n.encode()).unwrap_or_default().into());
             }
@@ -413,17 +414,27 @@ impl RedisCache {
             args.push(self.layout.channel(first.id).into());
             args
         };
-        let sha = self.script.sha1().clone();
-        match client
-            .evalsha::<Vec<i64>, _, _, _>(sha.clone(), keys(), args())
-            .await
-        {
+        let _stored: Vec<i64> = self.eval(&self.script, FILL_LUA, keys, args).await?;
+        Ok(())
+    }
+
+    /// EVALSHA of `script` (whose source is `lua`) on this cache's client, with its
+    /// timeout; loads the script on NOSCRIPT (first use, restart, flush) and tries once
+    /// more.
+    pub(super) async fn eval<R: FromValue>(
+        &self,
+        script: &Script,
+        lua: &str,
+        keys: impl Fn() -> Vec<String>,
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<R, Error> {
+        let client = self.client();
+        match client.evalsha(script.sha1().clone(), keys(), args()).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                self.load_script(FILL_LUA).await?;
-                client.evalsha::<Vec<i64>, _, _, _>(sha, keys(), args()).await?;
-                Ok(())
+                self.load_script(lua).await?;
+                client.evalsha(script.sha1().clone(), keys(), args()).await
             }
-            other => other.map(|_| ()),
+            other => other,
         }
     }
 
@@ -528,7 +539,7 @@ impl RedisCache {
             None => Fill {
                 id,
                 version: TOMBSTONE_VERSION,
-                data: Vec::new(),
+                data: Bytes::new(),
                 ttl_ms: self.tombstone_ttl_ms,
                 notice,
             },
@@ -541,7 +552,7 @@ impl RedisCache {
         Fill {
             id: s.id,
             version: s.version,
-            data: pb::GameSession::from(s).encode_to_vec(),
+            data: pb::GameSession::from(s).encode_to_vec().into(),
             ttl_ms: self.ttl_ms,
             notice,
         }
@@ -785,7 +796,7 @@ impl SessionCache for RedisCache {
             }
             Ok(Found::Entry(_, Some(data))) => {
                 self.succeeded();
-                let decoded = pb::GameSession::decode(data.as_slice())
+                let decoded = pb::GameSession::decode(data)
                     .ok()
                     .and_then(|g| Session::try_from(g).ok());
                 match decoded {
