@@ -38,6 +38,29 @@ async fn has_column(store: &Store, table: &str, column: &str) -> bool {
     scalar(store, &sql).await == 1
 }
 
+/// The TOAST compression of the four JSON documents ('l' lz4, '-' the default).
+async fn compression(store: &Store) -> String {
+    let db = store.migration_connection();
+    let sql = "SELECT a.attname::text, a.attcompression::text FROM pg_attribute a
+        WHERE (a.attrelid, a.attname) IN (('game_sessions'::regclass, 'flags'),
+          ('game_sessions'::regclass, 'relationships'), ('session_events'::regclass, 'diff'),
+          ('request_ids'::regclass, 'snapshot'))
+        ORDER BY a.attrelid::regclass::text, a.attname";
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 4, "four documents");
+    rows.iter()
+        .map(
+            |r| match r.try_get_by_index::<String>(1).expect("a method").as_str() {
+                "" => '-',
+                m => m.chars().next().expect("one letter"),
+            },
+        )
+        .collect()
+}
+
 async fn back_and_forth(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let mut c = app.client().await;
@@ -49,6 +72,14 @@ async fn back_and_forth(backend: Backend) {
     let s = store(&app.db).await;
     let applied = s.migration_status().await.unwrap();
     assert!(applied.iter().all(|m| m.applied), "{applied:?}");
+    if backend == Backend::Postgres {
+        assert_eq!(compression(&s).await, "llll", "lz4 on every JSON document");
+    }
+    // Down the lz4 documents: the columns go back to the server's default.
+    s.migrate_down(1).await.unwrap();
+    if backend == Backend::Postgres {
+        assert_eq!(compression(&s).await, "----");
+    }
     s.migrate_down(1).await.unwrap();
     s.close().await;
 
@@ -60,7 +91,7 @@ async fn back_and_forth(backend: Backend) {
 
     // Down past add_session_versioning: only `version` goes, the data stays.
     let s = store(&app.db).await;
-    s.migrate_down(4).await.unwrap();
+    s.migrate_down(5).await.unwrap();
     s.close().await;
     let s = store(&app.db).await;
     let status = s.migration_status().await.unwrap();

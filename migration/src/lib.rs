@@ -9,6 +9,7 @@ mod m20250101_000002_add_session_versioning;
 mod m20250101_000003_create_session_events;
 mod m20250101_000004_create_request_ids;
 mod m20250101_000005_create_world_rules;
+mod m20261201_000006_lz4_documents;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000003_create_session_events::Migration),
             Box::new(m20250101_000004_create_request_ids::Migration),
             Box::new(m20250101_000005_create_world_rules::Migration),
+            Box::new(m20261201_000006_lz4_documents::Migration),
         ]
     }
 }
