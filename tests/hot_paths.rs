@@ -56,6 +56,7 @@ fn meta(request: Option<RequestKey<'_>>) -> WriteMeta<'_> {
 
 backend_tests! {
     a_batch_answers_each_write_as_it_would_be_answered_alone => batch_outcomes;
+    every_stored_diff_is_the_one_computed => stored_diffs;
     reads_at_a_min_version_never_go_back_and_name_what_they_wait_for => min_version_reads;
     a_replay_acknowledging_a_write_that_never_reached_the_cache_refreshes_it => replay_refreshes_cache;
     a_chain_writes_each_link_at_its_own_version_with_its_own_event_and_record => chain_links;
@@ -520,4 +521,72 @@ async fn folded_writes(backend: Backend) {
         "rounds of queued writers shared statements: {folded}"
     );
     app.finish().await;
+}
+
+/// PostgreSQL gets a diff without the new value of a document the row also writes,
+/// and puts it back from that column: every stored diff is still exactly the one
+/// computed, with both documents changed, with one too large to quote, and for a
+/// chain whose last link sets `flags` back to the row's value (the row sends no
+/// `flags`, so that link's diff goes whole).
+async fn stored_diffs(backend: Backend) {
+    let mut db = TestDb::create(backend).await;
+    let store = store(&db).await;
+    let s = new_session(&store, 0).await;
+    let obj = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let mut states = vec![s.clone()];
+    let patches = [
+        SessionPatch {
+            flags: Some(obj(json!({"counter": 1, "name": "Ann"}))),
+            relationships: Some(obj(json!({"npc:1": {"affinity": 5}}))),
+            ..Default::default()
+        },
+        // Only relationships.
+        SessionPatch {
+            relationships: Some(obj(json!({"npc:1": {"affinity": 6}, "npc:2": {}}))),
+            ..Default::default()
+        },
+        // Flags over 1 KiB: the diff says only {"changed": true}.
+        SessionPatch {
+            flags: Some(obj(json!({"counter": 2, "blob": "x".repeat(2048)}))),
+            ..Default::default()
+        },
+    ];
+    for patch in patches {
+        let base = states.last().unwrap().clone();
+        let planned = Planned {
+            next: patch.applied(&base),
+            rules_version: 0,
+        };
+        states.push(store.cas(Owner::Any, &base, planned, meta(None)).await.unwrap());
+    }
+    // A chain from `flags` F: F → {counter: 7} → F again.
+    let base = states.last().unwrap().clone();
+    let mut chain = links(&base, &[7], &[None]);
+    let mut back = chain[0].next.clone();
+    back.flags = base.flags.clone();
+    back.version += 1;
+    chain.push(Link {
+        next: back,
+        rules_version: 0,
+        meta: meta(None),
+    });
+    states.extend(store.cas_chain(Owner::Any, &base, chain).await.unwrap());
+    assert_eq!(states.last().unwrap().flags, base.flags);
+
+    let events = store.events(s.id, Owner::Any, None, 100).await.unwrap().unwrap();
+    assert_eq!(events.len(), states.len(), "one event per version");
+    for (event, pair) in events[1..].iter().zip(states.windows(2)) {
+        assert_eq!(event.version, pair[1].version);
+        let computed = session_service::domain::diff(Some(&pair[0]), &pair[1]);
+        assert_eq!(event.diff, computed, "the event of version {}", event.version);
+    }
+    assert_eq!(
+        serde_json::Value::Object(events[3].diff.clone()),
+        json!({"flags": {"changed": true}})
+    );
+    assert_eq!(
+        events[1].diff["relationships"]["new"],
+        json!({"npc:1": {"affinity": 5}})
+    );
+    db.drop_now().await;
 }
