@@ -20,7 +20,7 @@ duration="${BENCH_DURATION:-10s}"
 secs="${duration%s}"
 conc="${BENCH_CONCURRENCY:-32}"
 payload=1024
-port=50151
+port=29151
 work="$(mktemp -d)"
 db="sessbench_$$"
 # Loopback, no TLS: the same DSN for pgbench and the server, so neither pays for

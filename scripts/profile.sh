@@ -17,7 +17,7 @@ secs="${PROFILE_SECS:-5}"
 out="${PROFILE_OUT:-/tmp/session-profile}"
 pg_admin="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 redis_url="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
-port=50161
+port=29161
 db="sessprof_$$"
 db_url="${pg_admin%/*}/$db?sslmode=disable"
 mkdir -p "$out"

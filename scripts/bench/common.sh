@@ -1,6 +1,8 @@
 # Shared by the scripts/bench/*.sh comparisons (sourced, from the repository root):
 # settings, a work dir cleaned up on exit, the release binaries, and one server at a
-# time on a fresh database.
+# time on a fresh database. The scripts' ports (`port=29…`, metrics on port + 1) sit
+# below Linux's ephemeral range (32768-60999): in it, the server's own connection to
+# PostgreSQL could hold the port and the next run's listener fail to bind.
 pg_admin="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 redis_url="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 duration="${BENCH_DURATION:-10s}"

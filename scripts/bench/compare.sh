@@ -16,7 +16,7 @@ scenario="$1" conc="$2"
 shift 2
 bins=()
 while [ $# -gt 0 ] && [[ "$1" != *=* ]]; do bins+=("$1"); shift; done
-port=50191
+port=29191
 . scripts/bench/common.sh
 
 echo "| round | binary | ops/s | p50 ms | p99 ms | failed | server µs | PostgreSQL µs | Redis µs | statements | mean batch |"

@@ -9,7 +9,7 @@
 #   BENCH_DURATION=5s scripts/bench/fold.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-port=50181
+port=29181
 . scripts/bench/common.sh
 
 folded() {

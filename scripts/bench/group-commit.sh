@@ -8,7 +8,7 @@
 #   BENCH_DURATION=5s scripts/bench/group-commit.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-port=50171
+port=29175
 . scripts/bench/common.sh
 
 # count and sum of session_write_batch_size so far
