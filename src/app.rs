@@ -86,6 +86,7 @@ pub fn store_settings(s: &Settings) -> StoreSettings {
         max_events_per_session: s.database.max_events_per_session,
         write_workers: s.database.write_workers,
         max_batch: s.database.max_batch,
+        overlap_batch: s.database.overlap_batch,
         lock_timeout: Some(s.request_timeout() * 4 / 5),
     }
 }

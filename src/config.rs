@@ -90,11 +90,14 @@ pub struct DatabaseSettings {
     pub max_events_per_session: i64,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
-    /// PostgreSQL group commit: statements in flight at once, each carrying every
-    /// guarded write queued when it starts.
+    /// PostgreSQL group commit: statements in flight at most, each carrying every
+    /// guarded write queued when it starts (see `overlap_batch`).
     pub write_workers: usize,
     /// PostgreSQL group commit: most writes in one statement.
     pub max_batch: usize,
+    /// PostgreSQL group commit: writes queued before a statement starts while
+    /// another is in flight (up to `write_workers`); 1 starts it at once.
+    pub overlap_batch: usize,
 }
 
 impl Default for DatabaseSettings {
@@ -106,8 +109,9 @@ impl Default for DatabaseSettings {
             health_probe_interval_ms: 2_000,
             max_events_per_session: 1_000,
             migrate_on_start: true,
-            write_workers: 1,
+            write_workers: 2,
             max_batch: 64,
+            overlap_batch: 8,
         }
     }
 }

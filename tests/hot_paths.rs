@@ -57,6 +57,7 @@ fn meta(request: Option<RequestKey<'_>>) -> WriteMeta<'_> {
 backend_tests! {
     a_batch_answers_each_write_as_it_would_be_answered_alone => batch_outcomes;
     every_stored_diff_is_the_one_computed => stored_diffs;
+    with_statements_overlapping_a_session_is_still_written_once_per_version => overlapping_statements;
     reads_at_a_min_version_never_go_back_and_name_what_they_wait_for => min_version_reads;
     a_replay_acknowledging_a_write_that_never_reached_the_cache_refreshes_it => replay_refreshes_cache;
     a_chain_writes_each_link_at_its_own_version_with_its_own_event_and_record => chain_links;
@@ -588,5 +589,56 @@ async fn stored_diffs(backend: Backend) {
         events[1].diff["relationships"]["new"],
         json!({"npc:1": {"affinity": 5}})
     );
+    db.drop_now().await;
+}
+
+/// Two statements in flight, the second started at once (`overlap_batch` 1): of ten
+/// writes per session computed from the same version, exactly one commits, the nine
+/// others are answered with the winner's state, and the session holds it.
+async fn overlapping_statements(backend: Backend) {
+    let mut db = TestDb::create(backend).await;
+    let mut settings = common::store_settings(&db.url);
+    settings.write_workers = 2;
+    settings.overlap_batch = 1;
+    let store = Store::connect(&settings).await.expect("store");
+    store.migrate_up(None).await.expect("migrations");
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(new_session(&store, 0).await);
+    }
+    let writes = sessions.iter().flat_map(|s| {
+        (1..=10).map(|to| {
+            let store = store.clone();
+            let base = s.clone();
+            async move {
+                let got = store
+                    .cas(Owner::Any, &base, set_counter(&base, to), meta(None))
+                    .await;
+                (base.id, to, got)
+            }
+        })
+    });
+    let results = futures::future::join_all(writes).await;
+    for s in &sessions {
+        let mine: Vec<_> = results.iter().filter(|(id, _, _)| *id == s.id).collect();
+        let won: Vec<_> = mine
+            .iter()
+            .filter_map(|(_, to, got)| got.as_ref().ok().map(|w| (*to, w.version)))
+            .collect();
+        assert_eq!(won.len(), 1, "one write of session {} commits: {won:?}", s.id);
+        let (winner, version) = won[0];
+        assert_eq!(version, 2);
+        for (_, _, got) in &mine {
+            match got {
+                Ok(_) => {}
+                Err(StoreError::Conflict(current)) => {
+                    assert_eq!((current.version, &current.flags["counter"]), (2, &json!(winner)))
+                }
+                Err(e) => panic!("a write of session {} failed otherwise: {e}", s.id),
+            }
+        }
+        let stored = store.get(s.id, Owner::Any).await.unwrap().unwrap();
+        assert_eq!(stored.flags["counter"], json!(winner));
+    }
     db.drop_now().await;
 }

@@ -22,6 +22,9 @@ pub struct StoreSettings {
     pub write_workers: usize,
     /// PostgreSQL: most guarded writes in one statement.
     pub max_batch: usize,
+    /// PostgreSQL: writes queued before a statement starts beside one in flight
+    /// (with `write_workers` above 1).
+    pub overlap_batch: usize,
     /// PostgreSQL's `lock_timeout` on the writer's connections (four fifths of the
     /// request timeout): a write still waiting for a row lock fails, answered
     /// DEADLINE_EXCEEDED, before its caller's deadline, instead of committing after it.
@@ -65,7 +68,14 @@ impl Store {
             writer.clone()
         };
         let batcher = (!sqlite).then(|| {
-            group_commit::Batcher::start(writer.clone(), settings.write_workers, settings.max_batch)
+            group_commit::Batcher::start(
+                writer.clone(),
+                group_commit::Limits {
+                    workers: settings.write_workers,
+                    max_batch: settings.max_batch,
+                    overlap_batch: settings.overlap_batch,
+                },
+            )
         });
         Ok(Self {
             reader,

@@ -1,11 +1,22 @@
-//! Group commit: guarded writes queue here; each of `workers` tasks takes every job
-//! queued when it comes free (never waiting for company) and writes them in one
-//! statement ([`pg_write`](super::pg_write)), then hands each caller its own outcome.
+//! Group commit: guarded writes queue here; one dispatcher starts a statement
+//! ([`pg_write`](super::pg_write)) with every job queued whenever it may (never
+//! waiting for company) and hands each caller its own outcome.
+//!
+//! When may it? When nothing is in flight; or, while fewer than `workers`
+//! statements are, once `overlap_batch` jobs are waiting. A statement spends part of
+//! its time in PostgreSQL's commit (the WAL flush), when that backend needs no CPU: a
+//! second statement started then uses it. Started at once instead (`overlap_batch`
+//! 1), each statement carries fewer writes, and a statement's fixed cost is most of
+//! its cost (BENCHMARKS.md, rounds four and nine).
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{Arc, OnceLock},
+};
 
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     StoreError,
@@ -16,32 +27,44 @@ use super::{
 /// Sizes of the batches written, for the metrics (set once by the application).
 pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
 
-/// The group-commit queue: writers queue their jobs; `workers` tasks each take
-/// every job queued when they come free and write them in one statement.
+type Entry = (Job, oneshot::Sender<Outcome>);
+
+/// How the dispatcher starts statements.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Statements in flight at most.
+    pub workers: usize,
+    /// Writes in one statement at most.
+    pub max_batch: usize,
+    /// Writes waiting before a statement starts beside one in flight.
+    pub overlap_batch: usize,
+}
+
+/// The group-commit queue: writers queue their jobs; the dispatcher writes them.
 #[derive(Clone)]
 pub(super) struct Batcher {
-    tx: mpsc::UnboundedSender<(Job, oneshot::Sender<Outcome>)>,
+    tx: mpsc::UnboundedSender<Entry>,
     observer: Arc<OnceLock<BatchObserver>>,
 }
 
-type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Job, oneshot::Sender<Outcome>)>>>;
-
 impl Batcher {
-    /// Starts `workers` writer tasks on `db`, taking at most `max_batch` jobs each time.
-    pub(super) fn start(db: DatabaseConnection, workers: usize, max_batch: usize) -> Self {
+    /// Starts the dispatcher on `db`.
+    pub(super) fn start(db: DatabaseConnection, limits: Limits) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let queue: Queue = Arc::new(Mutex::new(rx));
         let observer: Arc<OnceLock<BatchObserver>> = Arc::default();
-        for _ in 0..workers.max(1) {
-            let worker = Worker {
-                db: db.clone(),
-                queue: queue.clone(),
-                observer: observer.clone(),
-                max_batch: max_batch.max(1),
-                held: Vec::new(),
-            };
-            tokio::spawn(worker.run());
-        }
+        let dispatcher = Dispatcher {
+            db,
+            rx,
+            observer: observer.clone(),
+            limits: Limits {
+                workers: limits.workers.max(1),
+                max_batch: limits.max_batch.max(1),
+                overlap_batch: limits.overlap_batch.max(1),
+            },
+            pending: VecDeque::new(),
+            busy: HashSet::new(),
+        };
+        tokio::spawn(dispatcher.run());
         Self { tx, observer }
     }
 
@@ -57,60 +80,96 @@ impl Batcher {
         }
         outcome
             .await
-            .unwrap_or_else(|_| Err(StoreError::Corrupt("a writer task ended".into())))
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("the write dispatcher ended".into())))
     }
 }
 
-struct Worker {
+struct Dispatcher {
     db: DatabaseConnection,
-    queue: Queue,
+    rx: mpsc::UnboundedReceiver<Entry>,
     observer: Arc<OnceLock<BatchObserver>>,
-    max_batch: usize,
-    /// Jobs for a session already in the previous batch: they go in the next one, so
-    /// a batch never holds two writes of one session (which would make one of them
-    /// fail its guard although, alone, it would have followed the other).
-    held: Vec<(Job, oneshot::Sender<Outcome>)>,
+    limits: Limits,
+    /// Queued jobs, oldest first.
+    pending: VecDeque<Entry>,
+    /// Sessions with a write in flight: their next writes wait for its outcome, so a
+    /// statement never holds two writes of one session, nor one of a session another
+    /// statement is writing (either would fail a guard that, alone, it would have met).
+    busy: HashSet<i64>,
 }
 
-impl Worker {
+impl Dispatcher {
     async fn run(mut self) {
-        while let Some(batch) = self.next_batch().await {
-            if let Some(observe) = self.observer.get() {
-                observe(batch.len());
+        // Each statement in flight resolves to the sessions it wrote.
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Vec<i64>>> = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            while let Ok(entry) = self.rx.try_recv() {
+                self.pending.push_back(entry);
             }
-            let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let outcomes = write_all(&self.db, jobs).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                // The caller may have gone (cancelled): the write stands regardless.
-                let _ = reply.send(outcome);
+            while self.may_start(in_flight.len()) {
+                let batch = self.take_batch();
+                if batch.is_empty() {
+                    break; // every pending job waits for a session in flight
+                }
+                in_flight.push(Box::pin(write(self.db.clone(), batch, self.observer.clone())));
+            }
+            if !open && in_flight.is_empty() {
+                return; // the queue is closed; whatever is left pending has no writer
+            }
+            tokio::select! {
+                entry = self.rx.recv(), if open => match entry {
+                    Some(entry) => self.pending.push_back(entry),
+                    None => open = false,
+                },
+                Some(written) = in_flight.next(), if !in_flight.is_empty() => {
+                    for id in written {
+                        self.busy.remove(&id);
+                    }
+                }
             }
         }
     }
 
-    /// Waits for one job (unless some are held), then takes what else is queued.
-    async fn next_batch(&mut self) -> Option<Vec<(Job, oneshot::Sender<Outcome>)>> {
-        let mut pending = std::mem::take(&mut self.held);
-        let mut queue = self.queue.lock().await;
-        if pending.is_empty() {
-            pending.push(queue.recv().await?);
-        }
-        while pending.len() < self.max_batch {
-            match queue.try_recv() {
-                Ok(job) => pending.push(job),
-                Err(_) => break,
-            }
-        }
-        drop(queue);
-        let mut batch: Vec<(Job, oneshot::Sender<Outcome>)> = Vec::with_capacity(pending.len());
-        for job in pending {
-            if batch.iter().any(|(b, _)| b.next.id == job.0.next.id) {
-                self.held.push(job);
+    fn may_start(&self, in_flight: usize) -> bool {
+        let waiting = self.pending.len();
+        waiting > 0
+            && (in_flight == 0 || (in_flight < self.limits.workers && waiting >= self.limits.overlap_batch))
+    }
+
+    /// Up to `max_batch` pending jobs of distinct sessions not in flight, in the
+    /// order rows are locked; marks their sessions busy.
+    fn take_batch(&mut self) -> Vec<Entry> {
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut left = VecDeque::with_capacity(self.pending.len());
+        while let Some(entry) = self.pending.pop_front() {
+            if batch.len() < self.limits.max_batch && self.busy.insert(entry.0.next.id) {
+                batch.push(entry);
             } else {
-                batch.push(job);
+                left.push_back(entry);
             }
         }
+        self.pending = left;
         // Rows locked in one order by every batch of every replica: no deadlocks.
         batch.sort_by_key(|(job, _)| job.next.id);
-        Some(batch)
+        batch
     }
+}
+
+/// Writes one batch and answers each caller; resolves to the sessions written.
+async fn write(
+    db: DatabaseConnection,
+    batch: Vec<Entry>,
+    observer: Arc<OnceLock<BatchObserver>>,
+) -> Vec<i64> {
+    if let Some(observe) = observer.get() {
+        observe(batch.len());
+    }
+    let ids = batch.iter().map(|(job, _)| job.next.id).collect();
+    let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let outcomes = write_all(&db, jobs).await;
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // The caller may have gone (cancelled): the write stands regardless.
+        let _ = reply.send(outcome);
+    }
+    ids
 }
