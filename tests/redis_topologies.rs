@@ -367,15 +367,18 @@ async fn a_sentinel_failover_mid_load_loses_and_duplicates_nothing_and_no_read_g
         assert_ne!(group.failover().await, old_master);
         tokio::time::sleep(Duration::from_millis(3000)).await; // and after it, past one TTL
     };
-    under_load(&on_a, &on_b, &ids, fault)
-        .await
-        .report_and_check("sentinel failover mid-load");
+    let outcome = under_load(&on_a, &on_b, &ids, fault).await;
+    outcome.report_and_check("sentinel failover mid-load");
 
-    // The new master serves the cache once its entries can be trusted again.
+    // The new master serves the cache once its entries can be trusted again: after
+    // the distrust window (two TTLs here), or, on a replica whose commands failed
+    // during the failover, after that outage's length plus confirm_wait and a second
+    // (cache/redis.rs), so the wait grows with the outage this run saw, which the
+    // slowest increment spans (seen at 8.4 s on a slow host).
     let hits_before = cache_hits(&scrape(&b).await);
     eventually(
         "reads hit the cache on the new master",
-        Duration::from_secs(10),
+        Duration::from_secs(10) + outcome.slowest,
         || async {
             on_b.get(ids[0]).await.unwrap();
             (cache_hits(&scrape(&b).await) > hits_before).then_some(())
