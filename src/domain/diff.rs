@@ -7,6 +7,17 @@ use super::{Changed, JsonMap, Session, changes, json::encoded_len};
 /// Values whose JSON encoding is longer than this are left out of a diff.
 const SMALL: usize = 1024;
 
+/// Keys of a diff that other code reads or builds (the PostgreSQL write puts the
+/// documents' new values back itself).
+pub mod keys {
+    /// The two documents.
+    pub const FLAGS: &str = "flags";
+    pub const RELATIONSHIPS: &str = "relationships";
+    /// An entry's value after the write.
+    pub const NEW: &str = "new";
+}
+use keys::{FLAGS, NEW, RELATIONSHIPS};
+
 /// `{field: {"old": …, "new": …}}` for every changed field; values whose JSON is
 /// over 1 KiB become `{"changed": true}`. With no `old` (a created session) only
 /// `new` values appear. Large objects are measured before they are copied.
@@ -37,11 +48,11 @@ pub fn diff(old: Option<&Session>, new: &Session) -> JsonMap {
         );
     }
     if changed.flags {
-        put("flags", old.map(|o| small(&o.flags)), small(&new.flags));
+        put(FLAGS, old.map(|o| small(&o.flags)), small(&new.flags));
     }
     if changed.relationships {
         put(
-            "relationships",
+            RELATIONSHIPS,
             old.map(|o| small(&o.relationships)),
             small(&new.relationships),
         );
@@ -58,8 +69,8 @@ fn small(map: &JsonMap) -> Option<Value> {
 fn entry(old: Option<Option<Value>>, new: Option<Value>) -> Value {
     match (old, new) {
         (Some(None), _) | (_, None) => json!({ "changed": true }),
-        (Some(Some(old)), Some(new)) => json!({ "old": old, "new": new }),
-        (None, Some(new)) => json!({ "new": new }),
+        (Some(Some(old)), Some(new)) => json!({ "old": old, NEW: new }),
+        (None, Some(new)) => json!({ NEW: new }),
     }
 }
 

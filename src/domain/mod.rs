@@ -15,7 +15,7 @@ mod session;
 mod world;
 
 pub use commands::{Change, CreateRequest, EventsQuery, ListQuery, PutRules, SessionEvent, Write};
-pub use diff::diff;
+pub use diff::{diff, keys as diff_keys};
 pub use error::{DomainError, FieldViolation};
 pub use ids::{PageSize, PageToken, RequestId, SessionId, Version};
 pub use json::{JsonLimits, JsonMap, number};

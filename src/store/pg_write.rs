@@ -23,7 +23,7 @@
 //! is retried one write per statement, so each caller gets the answer it would
 //! have had alone.
 
-use std::{collections::BTreeMap, sync::LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -31,7 +31,10 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::Value;
 
 use super::{Owner, StoreError, error::is_unique_violation, job::Job};
-use crate::domain::{JsonMap, Session};
+use crate::domain::{
+    JsonMap, Session,
+    diff_keys::{FLAGS as FLAGS_KEY, NEW, RELATIONSHIPS as REL_KEY},
+};
 
 /// The statement, with table and column names from the sea-orm entities (the ones
 /// the migrations create), so a rename cannot leave it behind.
@@ -77,7 +80,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
     ]
     .map(|c| c.as_str());
     let flags_diff =
-        format!("CASE WHEN v.fh THEN jsonb_set(v.diff, '{{{FLAGS_KEY},new}}', v.flags) ELSE v.diff END");
+        format!("CASE WHEN v.fh THEN jsonb_set(v.diff, '{{{FLAGS_KEY},{NEW}}}', v.flags) ELSE v.diff END");
     format!(
         "WITH v AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
@@ -101,7 +104,7 @@ u AS (
   RETURNING v.i, s.{id} AS id, s.{version} AS version, v.at, v.cut, v.action, v.edge_id,
     v.node_id,
     -- the documents' new values were left out of the diff sent (see `Hollow`)
-    CASE WHEN v.rh THEN jsonb_set({flags_diff}, '{{{REL_KEY},new}}', v.rel)
+    CASE WHEN v.rh THEN jsonb_set({flags_diff}, '{{{REL_KEY},{NEW}}}', v.rel)
       ELSE {flags_diff} END AS diff,
     v.req_user, v.req_id, v.snapshot, v.steps),
 x AS (
@@ -130,10 +133,6 @@ p AS (
 SELECT i FROM u"
     )
 });
-
-/// The diff keys of the two documents (see [`crate::domain::diff`]).
-const FLAGS_KEY: &str = "flags";
-const REL_KEY: &str = "relationships";
 
 /// A job's outcome: the job back once written (its sessions are the answers), or
 /// `None` when its guard failed.
@@ -216,7 +215,7 @@ impl<'a> Hollow<'a> {
         let has_new = |key: &str| {
             diff.get(key)
                 .and_then(Value::as_object)
-                .is_some_and(|entry| entry.contains_key("new"))
+                .is_some_and(|entry| entry.contains_key(NEW))
         };
         Self {
             diff,
@@ -232,14 +231,20 @@ impl Serialize for Hollow<'_> {
         for (key, value) in self.diff {
             let hole = (self.flags && key == FLAGS_KEY) || (self.rel && key == REL_KEY);
             match value {
-                Value::Object(entry) if hole => {
-                    let rest: BTreeMap<&String, &Value> = entry.iter().filter(|(k, _)| *k != "new").collect();
-                    map.serialize_entry(key, &rest)?;
-                }
+                Value::Object(entry) if hole => map.serialize_entry(key, &WithoutNew(entry))?,
                 _ => map.serialize_entry(key, value)?,
             }
         }
         map.end()
+    }
+}
+
+/// A diff entry without its `new` value.
+struct WithoutNew<'a>(&'a JsonMap);
+
+impl Serialize for WithoutNew<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != NEW))
     }
 }
 
