@@ -106,6 +106,14 @@ impl Dispatcher {
             while let Ok(entry) = self.rx.try_recv() {
                 self.pending.push_back(entry);
             }
+            if self.may_start(in_flight.len()) {
+                // Writers already runnable (woken by the same read of a socket) queue
+                // first: one pass of the scheduler, never a timer (see cache/groups.rs).
+                tokio::task::yield_now().await;
+                while let Ok(entry) = self.rx.try_recv() {
+                    self.pending.push_back(entry);
+                }
+            }
             while self.may_start(in_flight.len()) {
                 let batch = self.take_batch();
                 if batch.is_empty() {
