@@ -17,6 +17,7 @@ use crate::{
     grpc::{
         SessionApi,
         auth::{AuthSetupError, Authenticator},
+        coalesce::Coalesced,
         edge::EdgeLayer,
         health::{self, Health},
         tls::ReloadingTls,
@@ -232,7 +233,8 @@ impl Application {
                 .add_optional_service(v1)
                 .add_optional_service(v1alpha);
             let stop = self.shutdown.clone().cancelled_owned();
-            tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stop));
+            let coalesce = self.settings.server.coalesce_writes;
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener, coalesce), stop));
         }
         Ok(health)
     }
@@ -296,6 +298,7 @@ impl Application {
             ))),
         }
         let listen = self.local_addr();
+        let coalesce = server.coalesce_writes;
         // The two router types differ (gRPC-Web changes the body type), and so do the
         // two connection types (TLS or not): one expansion each.
         macro_rules! routes {
@@ -317,10 +320,13 @@ impl Application {
             ($router:expr) => {
                 match tls {
                     Some(tls) => {
-                        let accepted = crate::grpc::tls::incoming(self.listener, tls, shutdown.clone());
+                        let accepted =
+                            crate::grpc::tls::incoming(self.listener, tls, shutdown.clone(), coalesce);
                         Box::pin($router.serve_with_incoming_shutdown(accepted, stop)) as Serving<'_>
                     }
-                    None => Box::pin($router.serve_with_incoming_shutdown(incoming(self.listener), stop)),
+                    None => Box::pin(
+                        $router.serve_with_incoming_shutdown(incoming(self.listener, coalesce), stop),
+                    ),
                 }
             };
         }
@@ -360,12 +366,16 @@ async fn until_grace(
 
 /// Accepted connections with Nagle's algorithm off: a response is several small
 /// HTTP/2 frames, and Nagle plus delayed ACKs would hold the last one back ~40 ms.
-fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+/// Each turn's frames are written at once instead (see [`Coalesced`]).
+fn incoming(
+    listener: TcpListener,
+    coalesce: bool,
+) -> impl futures::Stream<Item = std::io::Result<Coalesced<tokio::net::TcpStream>>> {
     use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
+    TcpListenerStream::new(listener).map(move |conn| {
         let conn = conn?;
         conn.set_nodelay(true)?;
-        Ok(conn)
+        Ok(Coalesced::new(conn, coalesce))
     })
 }
 

@@ -58,6 +58,9 @@ pub struct ServerSettings {
     /// Origins (`scheme://host[:port]`) whose pages may call over gRPC-Web (CORS);
     /// empty: same-origin pages only.
     pub cors_allowed_origins: Vec<String>,
+    /// Write each turn of an HTTP/2 connection to the socket at once (see
+    /// `grpc/coalesce.rs`): a response's data and trailers in one write, not two.
+    pub coalesce_writes: bool,
 }
 
 impl Default for ServerSettings {
@@ -75,6 +78,7 @@ impl Default for ServerSettings {
             shutdown_grace_secs: 20,
             grpc_web: false,
             cors_allowed_origins: Vec::new(),
+            coalesce_writes: true,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The server edge: identity, the handlers, the one error mapping, health.
 
 pub mod auth;
+pub mod coalesce;
 pub mod edge;
 pub mod health;
 mod sessions;

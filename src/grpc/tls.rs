@@ -24,6 +24,7 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::coalesce::Coalesced;
 use crate::{
     config::TlsSettings,
     telemetry::{Metrics, metrics::Outcome},
@@ -198,7 +199,8 @@ pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     stop: CancellationToken,
-) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    coalesce: bool,
+) -> ReceiverStream<io::Result<Coalesced<TlsStream<TcpStream>>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -230,7 +232,7 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(Coalesced::new(stream, coalesce))).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
