@@ -193,20 +193,27 @@ impl<T: Connected> Connected for Coalesced<T> {
 mod tests {
     use std::future::poll_fn;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 
     use super::*;
 
     const PREFACE_FULL: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-    #[tokio::test]
-    async fn an_http2_turns_writes_reach_the_peer_as_one_after_its_next_read() {
-        let (ours, mut peer) = duplex(1 << 20);
+    /// A connection whose peer has sent the HTTP/2 preface, read by us.
+    async fn opened(peer_buffer: usize) -> (Coalesced<DuplexStream>, DuplexStream) {
+        let (ours, mut peer) = duplex(peer_buffer);
         let mut conn = Coalesced::new(ours, true);
         peer.write_all(PREFACE_FULL).await.unwrap();
+        let mut preface = [0u8; PREFACE_FULL.len()];
+        conn.read_exact(&mut preface).await.unwrap();
+        assert_eq!(preface, PREFACE_FULL);
+        (conn, peer)
+    }
+
+    #[tokio::test]
+    async fn an_http2_turns_writes_reach_the_peer_as_one_after_its_next_read() {
+        let (mut conn, mut peer) = opened(1 << 20).await;
         let mut buf = [0u8; 64];
-        let n = conn.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], PREFACE_FULL);
         // One turn: data, flush, trailers, flush. Nothing has gone out yet.
         conn.write_all(b"headers+data").await.unwrap();
         conn.flush().await.unwrap();
@@ -225,11 +232,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_deferred_flush_wakes_the_task_so_its_next_turn_comes() {
-        let (ours, mut peer) = duplex(1 << 20);
-        let mut conn = Coalesced::new(ours, true);
-        peer.write_all(PREFACE_FULL).await.unwrap();
+        let (mut conn, mut peer) = opened(1 << 20).await;
         let mut buf = [0u8; 64];
-        conn.read(&mut buf).await.unwrap();
         // A turn as h2's connection takes it: read until nothing is there, then write
         // and flush, then sleep. Only the wake of the deferred flush brings the next
         // turn (nothing else will: the peer sends nothing), whose read writes it.
@@ -267,11 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shutdown_writes_what_is_owed_first() {
-        let (ours, mut peer) = duplex(1 << 20);
-        let mut conn = Coalesced::new(ours, true);
-        peer.write_all(PREFACE_FULL).await.unwrap();
-        let mut buf = [0u8; 64];
-        conn.read(&mut buf).await.unwrap();
+        let (mut conn, mut peer) = opened(1 << 20).await;
         conn.write_all(b"goaway").await.unwrap();
         conn.flush().await.unwrap();
         conn.shutdown().await.unwrap();
@@ -290,11 +290,10 @@ mod tests {
         let mut got = [0u8; 16];
         let n = peer.read(&mut got).await.unwrap();
         assert_eq!(&got[..n], b"settings");
-        peer.write_all(b"POST /pixsim.session.v1.SessionService/GetSession HTTP/1.1\r\n")
-            .await
-            .unwrap();
+        let request = b"POST /pixsim.session.v1.SessionService/GetSession HTTP/1.1\r\n";
+        peer.write_all(request).await.unwrap();
         let mut buf = [0u8; 128];
-        conn.read(&mut buf).await.unwrap();
+        conn.read_exact(&mut buf[..request.len()]).await.unwrap();
         conn.write_all(b"HTTP/1.1 200 OK").await.unwrap();
         conn.flush().await.unwrap();
         let n = peer.read(&mut got).await.unwrap();
@@ -304,11 +303,7 @@ mod tests {
     #[tokio::test]
     async fn owed_bytes_past_the_cap_wait_for_the_socket() {
         // A peer that reads nothing: its buffer (1 KiB) fills, then ours.
-        let (ours, mut peer) = duplex(1024);
-        let mut conn = Coalesced::new(ours, true);
-        peer.write_all(PREFACE_FULL).await.unwrap();
-        let mut buf = [0u8; 64];
-        conn.read(&mut buf).await.unwrap();
+        let (mut conn, _peer) = opened(1024).await;
         let chunk = vec![7u8; 4096];
         let mut accepted = 0;
         let filled = tokio::time::timeout(std::time::Duration::from_millis(200), async {
@@ -339,9 +334,10 @@ mod disabled {
     async fn switched_off_an_http2_flush_writes_at_once() {
         let (ours, mut peer) = duplex(1 << 16);
         let mut conn = Coalesced::new(ours, false);
-        peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        peer.write_all(preface).await.unwrap();
         let mut buf = [0u8; 64];
-        conn.read(&mut buf).await.unwrap();
+        conn.read_exact(&mut buf[..preface.len()]).await.unwrap();
         conn.write_all(b"data").await.unwrap();
         conn.flush().await.unwrap();
         let mut got = [0u8; 8];
