@@ -33,7 +33,7 @@ for round in $(seq 1 "${REPEATS:-1}"); do
     sleep 2
     perf stat -x, -e "${events%,}" -p "$server_pid" -o "$work/perf.csv" -- sleep "$secs"
     wait "$bench_pid"
-    python3 - "$work/run.json" "$work/perf.csv" "$round" "$bin" "$secs" <<'PY'
+    python3 - "$work/run.json" "$work/perf.csv" "$round" "$bin" "$secs" "${calls[@]}" <<'PY'
 import csv, json, sys
 r = json.load(open(sys.argv[1]))
 counts = {}
@@ -41,7 +41,7 @@ for row in csv.reader(l for l in open(sys.argv[2]) if l.strip() and not l.starts
     if len(row) > 2 and row[0].strip().isdigit():
         counts[row[2].split("sys_enter_")[-1]] = int(row[0])
 ops = r["ops_per_sec"] * float(sys.argv[5])
-calls = ["write", "writev", "sendto", "sendmsg", "read", "readv", "recvfrom", "recvmsg", "epoll_wait", "futex"]
+calls = sys.argv[6:]
 cells = " | ".join(f"{counts.get(c, 0) / ops:.2f}" for c in calls)
 print(f"| {sys.argv[3]} | `{sys.argv[4]}` | {r['ops_per_sec']:,.0f} | {cells} |")
 PY
